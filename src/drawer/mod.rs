@@ -1,0 +1,1 @@
+//! Drawer builder and validator (owned by the mapping library work).

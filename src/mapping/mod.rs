@@ -1,0 +1,1 @@
+//! Flat questionnaire ↔ ten-block responses (owned by the mapping library work).
