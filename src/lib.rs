@@ -8,3 +8,4 @@ pub mod drawer;
 pub mod extjson;
 pub mod mapping;
 pub mod redact;
+pub mod store;

@@ -1,0 +1,258 @@
+//! The one seam between the migration and a database.
+//!
+//! Everything above this module (phases, engine, validation, rollback) is
+//! written once against [`Store`]; `sqlite.rs` and `mongo.rs` only translate.
+//! If a phase ever needs to ask which backend it runs on, this trait is
+//! missing a verb.
+
+pub mod keys;
+pub mod mongo;
+pub mod sqlite;
+
+use bson::{Bson, Document};
+use std::fmt;
+
+pub use keys::{sort_key, value_at_path};
+
+/// A collection inside a database: the unit every store verb acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ns {
+    /// The database name, e.g. `test_database`.
+    pub db: String,
+    /// The collection name, e.g. `training_plans`.
+    pub coll: String,
+}
+
+impl Ns {
+    /// Names a collection in a database.
+    pub fn new(db: impl Into<String>, coll: impl Into<String>) -> Ns {
+        Ns {
+            db: db.into(),
+            coll: coll.into(),
+        }
+    }
+}
+
+impl fmt::Display for Ns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.db, self.coll)
+    }
+}
+
+/// The order of a scan. Both backends order values the way MongoDB does
+/// (numbers before strings before documents …), so a scan is stable across
+/// stores and across runs, which is what makes checkpoints meaningful.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Order {
+    /// By `_id` ascending.
+    ById,
+    /// By the value at a dotted field path ascending, then `_id`: the order
+    /// the engine needs to merge several collections per user.
+    ByField(String),
+}
+
+/// Where a scan starts: everything strictly after this position, so a resumed
+/// run neither repeats nor skips a document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct After {
+    /// The sort value of the last document already seen (for `ByField`).
+    pub field: Option<Bson>,
+    /// The `_id` of the last document already seen.
+    pub id: Bson,
+}
+
+/// What a scan reads: the order, an optional resume position and how many
+/// documents travel per round trip.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// The order documents come back in.
+    pub order: Order,
+    /// Start strictly after this position (`None`: from the beginning).
+    pub after: Option<After>,
+    /// Documents per round trip; memory is bounded by this, not the data.
+    pub batch_size: u32,
+}
+
+impl Scan {
+    /// A full scan in `_id` order.
+    pub fn by_id(batch_size: u32) -> Scan {
+        Scan {
+            order: Order::ById,
+            after: None,
+            batch_size,
+        }
+    }
+
+    /// A full scan ordered by a field, then `_id`.
+    pub fn by_field(path: &str, batch_size: u32) -> Scan {
+        Scan {
+            order: Order::ByField(path.to_string()),
+            after: None,
+            batch_size,
+        }
+    }
+}
+
+/// One index: its name, its keys (ascending) and whether it is unique.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IndexSpec {
+    /// The index name, as MongoDB would name it (`user_id_1`).
+    pub name: String,
+    /// Dotted field paths, all ascending.
+    pub keys: Vec<String>,
+    /// Whether the store refuses two documents with the same key.
+    #[serde(default)]
+    pub unique: bool,
+}
+
+impl IndexSpec {
+    /// An index named the way MongoDB names it by default (`a.b_1`).
+    pub fn ascending(keys: &[&str], unique: bool) -> IndexSpec {
+        IndexSpec {
+            name: keys
+                .iter()
+                .map(|k| format!("{k}_1"))
+                .collect::<Vec<_>>()
+                .join("_"),
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            unique,
+        }
+    }
+}
+
+/// The condition of a conditional write: the single atomic step the lock and
+/// the concurrent-safe drawer writes are built on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Precondition {
+    /// No document with this `_id` exists yet.
+    Absent,
+    /// The stored document is exactly this one (as read earlier).
+    Unchanged(Document),
+}
+
+/// An in-place change of some fields of one document, for the few writes the
+/// migration makes to legacy documents (the plan stamps). Never a whole
+/// replacement: the application may be writing other fields meanwhile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldUpdate {
+    /// The `_id` of the document to change.
+    pub id: Bson,
+    /// Top-level fields to set.
+    pub set: Document,
+    /// Top-level fields to remove.
+    pub unset: Vec<String>,
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A write broke a unique index.
+    #[error("duplicate key in {ns}: index {index} already holds {key}")]
+    DuplicateKey {
+        /// The collection written to.
+        ns: String,
+        /// The index that refused the write.
+        index: String,
+        /// The key value, rendered for the operator.
+        key: String,
+    },
+    /// The store URL is not one this tool understands.
+    #[error("{0}")]
+    BadUrl(String),
+    /// A collection or database name the store cannot hold.
+    #[error("invalid name {0:?}: names may not be empty or contain NUL, '$' or '.' in a collection prefix")]
+    BadName(String),
+    /// The collection to rename or create already exists.
+    #[error("collection {0} already exists")]
+    Exists(String),
+    /// The collection a command needs does not exist.
+    #[error("collection {0} does not exist")]
+    Missing(String),
+    /// A document could not be encoded or decoded.
+    #[error("document encoding: {0}")]
+    Encoding(String),
+    /// The embedded SQLite store failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The MongoDB driver failed (connection, command, server error).
+    #[error("mongodb: {0}")]
+    Mongo(String),
+}
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A stream of documents in scan order. Each item may fail on its own (a
+/// network error mid-stream), so the caller decides whether to stop.
+pub type DocStream<'a> = Box<dyn Iterator<Item = StoreResult<Document>> + 'a>;
+
+/// The verbs the phases need from a database, and nothing else.
+///
+/// Documents are plain `bson::Document`s; `_id` is whatever the application
+/// stored (strings and ObjectIds both occur in production).
+pub trait Store {
+    /// Where this store points, with any password redacted: safe to print.
+    fn describe(&self) -> String;
+
+    /// The collections of a database, sorted by name.
+    fn list_collections(&self, db: &str) -> StoreResult<Vec<String>>;
+
+    /// Creates an empty collection; `Ok(false)` when it already existed.
+    fn create_collection(&self, ns: &Ns) -> StoreResult<bool>;
+
+    /// Drops a collection and its indexes; `Ok(false)` when it did not exist.
+    fn drop_collection(&self, ns: &Ns) -> StoreResult<bool>;
+
+    /// Renames a collection inside its database. Fails if `to` exists.
+    fn rename_collection(&self, from: &Ns, to_coll: &str) -> StoreResult<()>;
+
+    /// The number of documents in a collection (0 when it does not exist).
+    fn count(&self, ns: &Ns) -> StoreResult<u64>;
+
+    /// Streams a collection in a stable order, `batch_size` documents per
+    /// round trip. A missing collection streams nothing.
+    fn scan(&self, ns: &Ns, scan: &Scan) -> StoreResult<DocStream<'_>>;
+
+    /// Reads documents by `_id`; missing ids are simply absent from the result.
+    fn get_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<Vec<Document>>;
+
+    /// Inserts new documents in one batch; a duplicate `_id` or unique key
+    /// fails the call and (on SQLite) writes nothing.
+    fn insert_many(&self, ns: &Ns, docs: &[Document]) -> StoreResult<()>;
+
+    /// Replaces or inserts documents by `_id`, in one batch.
+    fn upsert_many(&self, ns: &Ns, docs: &[Document]) -> StoreResult<()>;
+
+    /// Writes each document only if its precondition holds, atomically per
+    /// document. Returns, in order, whether each write happened.
+    fn put_if(&self, ns: &Ns, writes: &[(Document, Precondition)]) -> StoreResult<Vec<bool>>;
+
+    /// Sets and unsets top-level fields of existing documents in one batch;
+    /// returns how many documents matched.
+    fn update_fields(&self, ns: &Ns, updates: &[FieldUpdate]) -> StoreResult<u64>;
+
+    /// Deletes documents by `_id`; returns how many were deleted.
+    fn delete_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<u64>;
+
+    /// Creates an index (and the collection if needed). `Ok(false)` when an
+    /// index of that name already exists. A unique index is enforced on every
+    /// later write, and creating it fails if the data already breaks it.
+    fn create_index(&self, ns: &Ns, spec: &IndexSpec) -> StoreResult<bool>;
+
+    /// The indexes of a collection other than the implicit `_id` one, by name.
+    fn list_indexes(&self, ns: &Ns) -> StoreResult<Vec<IndexSpec>>;
+}
+
+/// Opens the store a URL names: `sqlite:PATH`, `mongodb://…` or `mongodb+srv://…`.
+pub fn open(url: &str) -> StoreResult<Box<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        Ok(Box::new(sqlite::SqliteStore::open(path)?))
+    } else if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
+        Ok(Box::new(mongo::MongoStore::connect(url)?))
+    } else {
+        Err(StoreError::BadUrl(format!(
+            "unsupported store URL {}: use sqlite:PATH, mongodb://HOST or mongodb+srv://HOST (--store or MONGO_URL)",
+            crate::redact::redact_url(url)
+        )))
+    }
+}

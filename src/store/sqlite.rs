@@ -1,0 +1,529 @@
+//! The embedded store: SQLite (bundled) holding BSON documents.
+//!
+//! Each collection is a table of `(k, doc)` where `doc` is the BSON of the
+//! document and `k` the sort key of its `_id` (see `keys.rs`). Orders and
+//! indexes use the SQL function `edn_key(doc, 'path')`, so a unique index on
+//! `user_id` is a real `CREATE UNIQUE INDEX` that SQLite enforces on every
+//! write. Every batch is one transaction; the database runs in WAL mode.
+
+use super::keys::{raw_sort_key, raw_value_at_path, sort_key};
+use super::{
+    After, DocStream, FieldUpdate, IndexSpec, Ns, Order, Precondition, Scan, Store, StoreError,
+    StoreResult,
+};
+use bson::{Bson, Document, RawDocument};
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use std::collections::VecDeque;
+
+/// A store in one SQLite file (or in memory, for tests: `sqlite::memory:`).
+pub struct SqliteStore {
+    conn: Connection,
+    path: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS edn_collections (
+    id INTEGER PRIMARY KEY,
+    db TEXT NOT NULL,
+    name TEXT NOT NULL,
+    UNIQUE (db, name)
+);
+CREATE TABLE IF NOT EXISTS edn_indexes (
+    coll_id INTEGER NOT NULL REFERENCES edn_collections(id),
+    name TEXT NOT NULL,
+    keys TEXT NOT NULL,
+    is_unique INTEGER NOT NULL,
+    sql_name TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (coll_id, name)
+);
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &str) -> StoreResult<SqliteStore> {
+        let conn = if path == ":memory:" {
+            Connection::open_in_memory()?
+        } else {
+            Connection::open(path)?
+        };
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.create_scalar_function(
+            "edn_key",
+            2,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| {
+                let blob = ctx.get_raw(0).as_blob().map_err(user_error)?;
+                let path = ctx.get_raw(1).as_str().map_err(user_error)?;
+                let doc = RawDocument::from_bytes(blob).map_err(user_error)?;
+                Ok(raw_sort_key(raw_value_at_path(doc, path)))
+            },
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore {
+            conn,
+            path: path.to_string(),
+        })
+    }
+
+    fn collection_id(&self, ns: &Ns) -> StoreResult<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id FROM edn_collections WHERE db = ?1 AND name = ?2")?
+            .query_row(params![ns.db, ns.coll], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn ensure_collection(&self, ns: &Ns) -> StoreResult<(i64, bool)> {
+        if let Some(id) = self.collection_id(ns)? {
+            return Ok((id, false));
+        }
+        check_name(&ns.db)?;
+        check_name(&ns.coll)?;
+        self.conn.execute(
+            "INSERT INTO edn_collections (db, name) VALUES (?1, ?2)",
+            params![ns.db, ns.coll],
+        )?;
+        let id = self.conn.last_insert_rowid();
+        self.conn.execute_batch(&format!(
+            "CREATE TABLE {} (k BLOB NOT NULL UNIQUE, doc BLOB NOT NULL)",
+            table(id)
+        ))?;
+        Ok((id, true))
+    }
+
+    /// The table of a collection, creating it inside the caller's transaction.
+    fn table_for_write(&self, ns: &Ns) -> StoreResult<String> {
+        Ok(table(self.ensure_collection(ns)?.0))
+    }
+
+    fn index_sql_name(&self, sql_name: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT name FROM edn_indexes WHERE sql_name = ?1")?
+            .query_row(params![sql_name], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Turns SQLite's "UNIQUE constraint failed" into the error MongoDB gives.
+    fn duplicate_or(&self, err: rusqlite::Error, ns: &Ns, id: Option<&Bson>) -> StoreError {
+        let rusqlite::Error::SqliteFailure(code, Some(message)) = &err else {
+            return err.into();
+        };
+        if code.code != ErrorCode::ConstraintViolation || !message.contains("UNIQUE") {
+            return err.into();
+        }
+        let index = match message.split("index '").nth(1) {
+            Some(rest) => {
+                let sql_name = rest.trim_end_matches('\'');
+                self.index_sql_name(sql_name)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| sql_name.to_string())
+            }
+            None => "_id_".to_string(),
+        };
+        StoreError::DuplicateKey {
+            ns: ns.to_string(),
+            index,
+            key: id.map_or_else(|| "?".into(), |v| format!("_id {v}")),
+        }
+    }
+
+    fn fetch_page(
+        &self,
+        table: &str,
+        order: &Order,
+        after: Option<&(Vec<u8>, Vec<u8>)>,
+        limit: u32,
+    ) -> StoreResult<Vec<PageRow>> {
+        let field = match order {
+            Order::ById => "x''".to_string(),
+            Order::ByField(path) => format!("edn_key(doc, {})", sql_literal(path)),
+        };
+        let filter = if after.is_some() {
+            format!("WHERE ({field}, k) > (?1, ?2)")
+        } else {
+            "WHERE ?1 IS NULL AND ?2 IS NULL".to_string()
+        };
+        let sql =
+            format!("SELECT {field}, k, doc FROM {table} {filter} ORDER BY {field}, k LIMIT ?3");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let (f, k) = match after {
+            Some((f, k)) => (Some(f.as_slice()), Some(k.as_slice())),
+            None => (None, None),
+        };
+        let rows = stmt.query_map(params![f, k, limit], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut page = Vec::new();
+        for row in rows {
+            let (f, k, blob) = row?;
+            page.push((f, k, decode(&blob)?));
+        }
+        Ok(page)
+    }
+
+    fn stored_bytes(&self, table: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT doc FROM {table} WHERE k = ?1"))?
+            .query_row(params![key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn write_one(&self, ns: &Ns, table: &str, doc: &Document, replace: bool) -> StoreResult<()> {
+        let id = doc.get("_id");
+        let sql = if replace {
+            format!("INSERT INTO {table} (k, doc) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET doc = excluded.doc")
+        } else {
+            format!("INSERT INTO {table} (k, doc) VALUES (?1, ?2)")
+        };
+        self.conn
+            .prepare_cached(&sql)?
+            .execute(params![sort_key(id), encode(doc)?])
+            .map_err(|e| self.duplicate_or(e, ns, id))?;
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path)
+    }
+
+    fn list_collections(&self, db: &str) -> StoreResult<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name FROM edn_collections WHERE db = ?1 ORDER BY name")?;
+        let names = stmt.query_map(params![db], |r| r.get(0))?;
+        Ok(names.collect::<Result<_, _>>()?)
+    }
+
+    fn create_collection(&self, ns: &Ns) -> StoreResult<bool> {
+        let tx = self.conn.unchecked_transaction()?;
+        let (_, created) = self.ensure_collection(ns)?;
+        tx.commit()?;
+        Ok(created)
+    }
+
+    fn drop_collection(&self, ns: &Ns) -> StoreResult<bool> {
+        let Some(id) = self.collection_id(ns)? else {
+            return Ok(false);
+        };
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", table(id)))?;
+        tx.execute("DELETE FROM edn_indexes WHERE coll_id = ?1", params![id])?;
+        tx.execute("DELETE FROM edn_collections WHERE id = ?1", params![id])?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn rename_collection(&self, from: &Ns, to_coll: &str) -> StoreResult<()> {
+        let to = Ns::new(from.db.clone(), to_coll);
+        check_name(to_coll)?;
+        let id = self
+            .collection_id(from)?
+            .ok_or_else(|| StoreError::Missing(from.to_string()))?;
+        if self.collection_id(&to)?.is_some() {
+            return Err(StoreError::Exists(to.to_string()));
+        }
+        self.conn.execute(
+            "UPDATE edn_collections SET name = ?1 WHERE id = ?2",
+            params![to_coll, id],
+        )?;
+        Ok(())
+    }
+
+    fn count(&self, ns: &Ns) -> StoreResult<u64> {
+        let Some(id) = self.collection_id(ns)? else {
+            return Ok(0);
+        };
+        let n: i64 =
+            self.conn
+                .query_row(&format!("SELECT COUNT(*) FROM {}", table(id)), [], |r| {
+                    r.get(0)
+                })?;
+        Ok(n as u64)
+    }
+
+    fn scan(&self, ns: &Ns, scan: &Scan) -> StoreResult<DocStream<'_>> {
+        let Some(id) = self.collection_id(ns)? else {
+            return Ok(Box::new(std::iter::empty()));
+        };
+        let after = scan.after.as_ref().map(|a| after_keys(&scan.order, a));
+        Ok(Box::new(SqliteScan {
+            store: self,
+            table: table(id),
+            order: scan.order.clone(),
+            after,
+            batch_size: scan.batch_size.max(1),
+            buffer: VecDeque::new(),
+            done: false,
+        }))
+    }
+
+    fn get_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<Vec<Document>> {
+        let Some(id) = self.collection_id(ns)? else {
+            return Ok(Vec::new());
+        };
+        let table = table(id);
+        let mut found = Vec::with_capacity(ids.len());
+        for wanted in ids {
+            if let Some(blob) = self.stored_bytes(&table, &sort_key(Some(wanted)))? {
+                found.push(decode(&blob)?);
+            }
+        }
+        Ok(found)
+    }
+
+    fn insert_many(&self, ns: &Ns, docs: &[Document]) -> StoreResult<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        let table = self.table_for_write(ns)?;
+        for doc in docs {
+            if doc.contains_key("_id") {
+                self.write_one(ns, &table, doc, false)?;
+            } else {
+                let mut with_id = bson::doc! { "_id": bson::oid::ObjectId::new() };
+                with_id.extend(doc.clone());
+                self.write_one(ns, &table, &with_id, false)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn upsert_many(&self, ns: &Ns, docs: &[Document]) -> StoreResult<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        let table = self.table_for_write(ns)?;
+        for doc in docs {
+            require_id(doc)?;
+            self.write_one(ns, &table, doc, true)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn put_if(&self, ns: &Ns, writes: &[(Document, Precondition)]) -> StoreResult<Vec<bool>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let table = self.table_for_write(ns)?;
+        let mut done = Vec::with_capacity(writes.len());
+        for (doc, condition) in writes {
+            let id = require_id(doc)?;
+            let stored = self.stored_bytes(&table, &sort_key(Some(id)))?;
+            let holds = match condition {
+                Precondition::Absent => stored.is_none(),
+                Precondition::Unchanged(expected) => stored == Some(encode(expected)?),
+            };
+            if holds {
+                self.write_one(ns, &table, doc, true)?;
+            }
+            done.push(holds);
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+
+    fn update_fields(&self, ns: &Ns, updates: &[FieldUpdate]) -> StoreResult<u64> {
+        let Some(id) = self.collection_id(ns)? else {
+            return Ok(0);
+        };
+        let table = table(id);
+        let tx = self.conn.unchecked_transaction()?;
+        let mut matched = 0;
+        for update in updates {
+            let Some(blob) = self.stored_bytes(&table, &sort_key(Some(&update.id)))? else {
+                continue;
+            };
+            let mut doc = decode(&blob)?;
+            for (key, value) in &update.set {
+                doc.insert(key.clone(), value.clone());
+            }
+            for key in &update.unset {
+                doc.remove(key);
+            }
+            self.write_one(ns, &table, &doc, true)?;
+            matched += 1;
+        }
+        tx.commit()?;
+        Ok(matched)
+    }
+
+    fn delete_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<u64> {
+        let Some(id) = self.collection_id(ns)? else {
+            return Ok(0);
+        };
+        let tx = self.conn.unchecked_transaction()?;
+        let mut deleted = 0;
+        {
+            let mut stmt = self
+                .conn
+                .prepare_cached(&format!("DELETE FROM {} WHERE k = ?1", table(id)))?;
+            for wanted in ids {
+                deleted += stmt.execute(params![sort_key(Some(wanted))])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(deleted)
+    }
+
+    fn create_index(&self, ns: &Ns, spec: &IndexSpec) -> StoreResult<bool> {
+        if spec.keys.is_empty() {
+            return Err(StoreError::BadName(spec.name.clone()));
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        let (coll_id, _) = self.ensure_collection(ns)?;
+        let exists: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM edn_indexes WHERE coll_id = ?1 AND name = ?2",
+                params![coll_id, spec.name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_some() {
+            return Ok(false);
+        }
+        let seq: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM edn_indexes WHERE coll_id = ?1",
+            params![coll_id],
+            |r| r.get(0),
+        )?;
+        let sql_name = format!("edn_ix_{coll_id}_{}", seq + 1);
+        let columns = spec
+            .keys
+            .iter()
+            .map(|k| format!("edn_key(doc, {})", sql_literal(k)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let unique = if spec.unique { "UNIQUE " } else { "" };
+        self.conn
+            .execute_batch(&format!(
+                "CREATE {unique}INDEX {sql_name} ON {} ({columns})",
+                table(coll_id)
+            ))
+            .map_err(|e| match self.duplicate_or(e, ns, None) {
+                StoreError::DuplicateKey { ns, key, .. } => StoreError::DuplicateKey {
+                    ns,
+                    index: spec.name.clone(),
+                    key,
+                },
+                other => other,
+            })?;
+        self.conn.execute(
+            "INSERT INTO edn_indexes (coll_id, name, keys, is_unique, sql_name) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![coll_id, spec.name, spec.keys.join(","), spec.unique, sql_name],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn list_indexes(&self, ns: &Ns) -> StoreResult<Vec<IndexSpec>> {
+        let Some(id) = self.collection_id(ns)? else {
+            return Ok(Vec::new());
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT name, keys, is_unique FROM edn_indexes WHERE coll_id = ?1 ORDER BY name",
+        )?;
+        let specs = stmt.query_map(params![id], |r| {
+            Ok(IndexSpec {
+                name: r.get(0)?,
+                keys: r
+                    .get::<_, String>(1)?
+                    .split(',')
+                    .map(str::to_string)
+                    .collect(),
+                unique: r.get(2)?,
+            })
+        })?;
+        Ok(specs.collect::<Result<_, _>>()?)
+    }
+}
+
+/// One row of a page: the sort key of the ordered field, the `_id` key, the document.
+type PageRow = (Vec<u8>, Vec<u8>, Document);
+
+/// Pages through a table by keyset: each page starts strictly after the last
+/// row of the one before, so no statement stays open between pages.
+struct SqliteScan<'a> {
+    store: &'a SqliteStore,
+    table: String,
+    order: Order,
+    after: Option<(Vec<u8>, Vec<u8>)>,
+    batch_size: u32,
+    buffer: VecDeque<Document>,
+    done: bool,
+}
+
+impl Iterator for SqliteScan<'_> {
+    type Item = StoreResult<Document>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buffer.is_empty() && !self.done {
+            let page = match self.store.fetch_page(
+                &self.table,
+                &self.order,
+                self.after.as_ref(),
+                self.batch_size,
+            ) {
+                Ok(page) => page,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            self.done = page.len() < self.batch_size as usize;
+            for (field, key, doc) in page {
+                self.after = Some((field, key));
+                self.buffer.push_back(doc);
+            }
+        }
+        self.buffer.pop_front().map(Ok)
+    }
+}
+
+fn after_keys(order: &Order, after: &After) -> (Vec<u8>, Vec<u8>) {
+    let field = match order {
+        Order::ById => Vec::new(),
+        Order::ByField(_) => sort_key(after.field.as_ref()),
+    };
+    (field, sort_key(Some(&after.id)))
+}
+
+fn table(id: i64) -> String {
+    format!("edn_docs_{id}")
+}
+
+fn sql_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn check_name(name: &str) -> StoreResult<()> {
+    if name.is_empty() || name.contains('\0') || name.starts_with('$') {
+        return Err(StoreError::BadName(name.to_string()));
+    }
+    Ok(())
+}
+
+fn require_id(doc: &Document) -> StoreResult<&Bson> {
+    doc.get("_id")
+        .ok_or_else(|| StoreError::Encoding("a document to write has no _id".into()))
+}
+
+fn encode(doc: &Document) -> StoreResult<Vec<u8>> {
+    bson::to_vec(doc).map_err(|e| StoreError::Encoding(e.to_string()))
+}
+
+fn decode(blob: &[u8]) -> StoreResult<Document> {
+    bson::from_slice(blob).map_err(|e| StoreError::Encoding(e.to_string()))
+}
+
+fn user_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> rusqlite::Error {
+    rusqlite::Error::UserFunctionError(Box::new(e))
+}
