@@ -1,11 +1,20 @@
 //! edn-migrate: move EDN360's legacy collections into one `client_drawers`
 //! document per client, in phases, resumably and reversibly.
 //!
-//! Pure logic (`mapping`, `drawer`) never touches I/O; the `store` module is
-//! the only seam to a database; `commands` orchestrate the two.
+//! Pure logic (`mapping`, `drawer`) never touches I/O; `store` is the only
+//! seam to a database; the phase modules orchestrate the two, one module per
+//! command family, each with one entry function.
 
+pub mod cli;
+pub mod config;
+pub mod confirm;
 pub mod drawer;
+pub mod error;
 pub mod extjson;
 pub mod mapping;
+pub mod phase0;
 pub mod redact;
+pub mod report;
+pub mod status;
 pub mod store;
+pub mod transfer;

@@ -1,0 +1,195 @@
+//! The command line: every flag, its environment variable and its default.
+//!
+//! Precedence is flags > environment > `.env` in the working directory >
+//! defaults; `main` loads `.env` without overriding the environment, and
+//! clap reads the environment for any flag not given.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Moves EDN360's legacy MongoDB collections into one `client_drawers`
+/// document per client, phase by phase, resumably and reversibly.
+#[derive(Debug, Parser)]
+#[command(name = "edn-migrate", version, about, long_about = None)]
+pub struct Cli {
+    /// Settings every command shares.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings every command shares.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Where the data lives: mongodb://…, mongodb+srv://… or sqlite:PATH.
+    #[arg(
+        long = "store",
+        env = "MONGO_URL",
+        default_value = "sqlite:./edn-migrate.db",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub store: String,
+
+    /// The legacy (web) database.
+    #[arg(long, env = "DB_NAME", default_value = "test_database", global = true)]
+    pub legacy_db: String,
+
+    /// The database that holds client_drawers.
+    #[arg(
+        long,
+        env = "EDN360_DB_NAME",
+        default_value = "edn360_app",
+        global = true
+    )]
+    pub drawer_db: String,
+
+    /// Collection names, when production differs from the defaults.
+    #[command(flatten)]
+    pub collections: CollectionArgs,
+
+    /// Print one JSON object on stdout instead of the text summary.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Do not ask before destructive steps (for scripts).
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+
+    /// Log lines on stderr as text or as JSON (one object per line).
+    #[arg(long, env = "EDN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// The names of the collections the tool reads and writes.
+#[derive(Debug, Args, Clone)]
+pub struct CollectionArgs {
+    /// Legacy initial questionnaires.
+    #[arg(
+        long,
+        env = "EDN_COLL_SUBMISSIONS",
+        default_value = "nutrition_questionnaire_submissions",
+        global = true,
+        hide_short_help = true
+    )]
+    pub submissions_coll: String,
+    /// Legacy follow-ups (the plan calls it followup_submissions).
+    #[arg(
+        long,
+        env = "EDN_COLL_FOLLOWUPS",
+        default_value = "follow_up_submissions",
+        global = true,
+        hide_short_help = true
+    )]
+    pub followups_coll: String,
+    /// Legacy training plans.
+    #[arg(
+        long,
+        env = "EDN_COLL_TRAINING_PLANS",
+        default_value = "training_plans",
+        global = true,
+        hide_short_help = true
+    )]
+    pub training_plans_coll: String,
+    /// Legacy nutrition plans.
+    #[arg(
+        long,
+        env = "EDN_COLL_NUTRITION_PLANS",
+        default_value = "nutrition_plans",
+        global = true,
+        hide_short_help = true
+    )]
+    pub nutrition_plans_coll: String,
+    /// Legacy users.
+    #[arg(
+        long,
+        env = "EDN_COLL_USERS",
+        default_value = "users",
+        global = true,
+        hide_short_help = true
+    )]
+    pub users_coll: String,
+    /// Legacy generation jobs.
+    #[arg(
+        long,
+        env = "EDN_COLL_JOBS",
+        default_value = "generation_jobs",
+        global = true,
+        hide_short_help = true
+    )]
+    pub jobs_coll: String,
+    /// The drawers (in the drawer database).
+    #[arg(
+        long,
+        env = "EDN_COLL_DRAWERS",
+        default_value = "client_drawers",
+        global = true,
+        hide_short_help = true
+    )]
+    pub drawers_coll: String,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The commands, one per phase step.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Where the migration stands: store, collections, counts, indexes.
+    Status,
+    /// Load DIR/<database>/<collection>.jsonl (mongoexport's format) into the store.
+    Import(ImportArgs),
+    /// Write every collection of the legacy and drawer databases to DIR as JSONL.
+    Export(ExportArgs),
+    /// Phase 0: prepare the drawer collection and its indexes.
+    #[command(subcommand)]
+    Phase0(Phase0Command),
+}
+
+/// Arguments of `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A folder with one sub-folder per database, one .jsonl file per collection.
+    pub dir: PathBuf,
+    /// Replace documents whose _id already exists instead of refusing them.
+    #[arg(long)]
+    pub upsert: bool,
+    /// Drop each collection before loading it (asks first unless --yes).
+    #[arg(long, conflicts_with = "upsert")]
+    pub drop: bool,
+    /// Documents per write batch.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+/// Arguments of `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The folder to write (created if missing; existing files are replaced).
+    pub dir: PathBuf,
+    /// Documents per read batch.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+/// Phase 0 steps.
+#[derive(Debug, Subcommand)]
+pub enum Phase0Command {
+    /// Create client_drawers with its four indexes, and user_id indexes on the
+    /// legacy collections; running it again changes nothing.
+    Prepare {
+        /// Leave the legacy collections' indexes alone (the migration then
+        /// sorts on the server with allowDiskUse).
+        #[arg(long)]
+        no_legacy_indexes: bool,
+    },
+}

@@ -1,0 +1,107 @@
+//! The resolved settings a command runs with.
+//!
+//! `cli.rs` says where each setting comes from; this module turns them into
+//! namespaces, so no command spells a collection name of its own.
+
+use crate::cli::GlobalArgs;
+use crate::redact::redact_url;
+use crate::store::Ns;
+
+/// Collections the tool itself owns, all in the drawer database.
+pub mod own {
+    /// Legacy documents that could not be migrated, with the reason.
+    pub const QUARANTINE: &str = "migration_quarantine";
+    /// One record per run: arguments, counts, outcome.
+    pub const RUNS: &str = "migration_runs";
+    /// The lease that keeps two runs from overlapping.
+    pub const LOCK: &str = "migration_lock";
+    /// Snapshots moved out of drawers that grew past the size limit.
+    pub const SNAPSHOT_ARCHIVE: &str = "client_drawer_snapshot_archive";
+}
+
+/// Everything a command needs to know about where data lives.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The store URL as given (may hold a password: print `store_display`).
+    pub store_url: String,
+    /// The legacy database name.
+    pub legacy_db: String,
+    /// The drawer database name.
+    pub drawer_db: String,
+    /// Legacy initial questionnaires.
+    pub submissions: String,
+    /// Legacy follow-ups.
+    pub followups: String,
+    /// Legacy training plans.
+    pub training_plans: String,
+    /// Legacy nutrition plans.
+    pub nutrition_plans: String,
+    /// Legacy users.
+    pub users: String,
+    /// Legacy generation jobs.
+    pub jobs: String,
+    /// The drawers.
+    pub drawers: String,
+}
+
+impl Config {
+    /// Builds the configuration from parsed global flags.
+    pub fn from_args(args: &GlobalArgs) -> Config {
+        let c = &args.collections;
+        Config {
+            store_url: args.store.clone(),
+            legacy_db: args.legacy_db.clone(),
+            drawer_db: args.drawer_db.clone(),
+            submissions: c.submissions_coll.clone(),
+            followups: c.followups_coll.clone(),
+            training_plans: c.training_plans_coll.clone(),
+            nutrition_plans: c.nutrition_plans_coll.clone(),
+            users: c.users_coll.clone(),
+            jobs: c.jobs_coll.clone(),
+            drawers: c.drawers_coll.clone(),
+        }
+    }
+
+    /// The store URL with any password replaced by `****`.
+    pub fn store_display(&self) -> String {
+        redact_url(&self.store_url)
+    }
+
+    /// A collection of the legacy database.
+    pub fn legacy(&self, coll: &str) -> Ns {
+        Ns::new(&self.legacy_db, coll)
+    }
+
+    /// A collection of the drawer database.
+    pub fn drawer(&self, coll: &str) -> Ns {
+        Ns::new(&self.drawer_db, coll)
+    }
+
+    /// The drawers collection.
+    pub fn drawers_ns(&self) -> Ns {
+        self.drawer(&self.drawers)
+    }
+
+    /// The legacy collections the migration reads, in the order of a status
+    /// report: the four the engine merges, then users and jobs.
+    pub fn legacy_collections(&self) -> [&str; 6] {
+        [
+            &self.submissions,
+            &self.followups,
+            &self.training_plans,
+            &self.nutrition_plans,
+            &self.users,
+            &self.jobs,
+        ]
+    }
+
+    /// The legacy collections merged per user, which want a `user_id` index.
+    pub fn per_user_collections(&self) -> [&str; 4] {
+        [
+            &self.submissions,
+            &self.followups,
+            &self.training_plans,
+            &self.nutrition_plans,
+        ]
+    }
+}

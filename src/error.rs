@@ -1,0 +1,63 @@
+//! Why a command failed, and the exit code that tells a script.
+
+use crate::store::StoreError;
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the command failed (store, input, internal error).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code: the command line was wrong (clap uses the same code).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: a gate or a validation threshold was not met.
+pub const EXIT_GATE: i32 = 3;
+/// Exit code: another run holds the migration lock.
+pub const EXIT_LOCK_HELD: i32 = 4;
+
+/// A failed command. Every message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An input file is unreadable or malformed.
+    #[error("{0}")]
+    Input(String),
+    /// Reading or writing a local file failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the tool was doing.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A precondition of the command is not met (backup, validation …).
+    #[error("{0}")]
+    Gate(String),
+    /// The operator declined a confirmation, or none could be asked.
+    #[error("{0}")]
+    NotConfirmed(String),
+    /// Another run holds the migration lock.
+    #[error("{0}")]
+    LockHeld(String),
+}
+
+impl CommandError {
+    /// The process exit code for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CommandError::Gate(_) => EXIT_GATE,
+            CommandError::LockHeld(_) => EXIT_LOCK_HELD,
+            CommandError::NotConfirmed(_) => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        }
+    }
+
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CommandError {
+        let context = context.into();
+        move |source| CommandError::Io { context, source }
+    }
+}
+
+/// Result of a command.
+pub type CommandResult<T> = Result<T, CommandError>;

@@ -1,0 +1,304 @@
+//! `import DIR` and `export DIR`: whole databases as
+//! `DIR/<database>/<collection>.jsonl`, one relaxed Extended JSON document
+//! per line, the format `mongoexport` writes and `mongoimport` reads.
+//!
+//! Import checks every file before it writes anything, so a malformed line
+//! leaves the store as it was. Export writes in `_id` order through a
+//! temporary file and a rename, so a file on disk is never half written.
+
+use crate::error::{CommandError, CommandResult};
+use crate::extjson;
+use crate::report::{table, Output};
+use crate::store::{Ns, Scan, Store};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// How `import` treats documents already in the store.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportOptions {
+    /// Replace documents whose `_id` exists instead of failing on them.
+    pub upsert: bool,
+    /// Drop each collection first (the caller has confirmed).
+    pub drop: bool,
+    /// Documents per write batch.
+    pub batch_size: u32,
+}
+
+/// One `.jsonl` file and the collection it loads into.
+struct Source {
+    path: PathBuf,
+    ns: Ns,
+    bytes: u64,
+}
+
+/// The top-level entry point for `import DIR`.
+pub fn import(store: &dyn Store, dir: &Path, opts: ImportOptions) -> CommandResult<Output> {
+    let sources = find_sources(dir)?;
+    let problems: Vec<String> = sources
+        .iter()
+        .filter_map(|s| check_file(&s.path).err())
+        .collect();
+    if !problems.is_empty() {
+        return Err(CommandError::Input(format!(
+            "nothing was imported: {} file(s) are malformed\n  {}\nfix or remove these lines and run the import again",
+            problems.len(),
+            problems.join("\n  ")
+        )));
+    }
+    let progress = bar(sources.iter().map(|s| s.bytes).sum(), "importing");
+    let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for source in &sources {
+        let n = load_file(store, source, opts, &progress)?;
+        counts
+            .entry(source.ns.db.clone())
+            .or_default()
+            .insert(source.ns.coll.clone(), n);
+    }
+    progress.finish_and_clear();
+    Ok(summary("imported", dir, &counts))
+}
+
+/// The top-level entry point for `export DIR`.
+pub fn export(
+    store: &dyn Store,
+    dbs: &[&str],
+    dir: &Path,
+    batch_size: u32,
+) -> CommandResult<Output> {
+    let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let progress = bar(0, "exporting");
+    for db in dbs {
+        let db_dir = dir.join(db);
+        fs::create_dir_all(&db_dir)
+            .map_err(CommandError::io(format!("creating {}", db_dir.display())))?;
+        let collections = store.list_collections(db)?;
+        remove_stale_files(&db_dir, &collections)?;
+        let entry = counts.entry(db.to_string()).or_default();
+        for coll in collections {
+            let ns = Ns::new(*db, coll.as_str());
+            let n = export_collection(
+                store,
+                &ns,
+                &db_dir.join(format!("{coll}.jsonl")),
+                batch_size,
+                &progress,
+            )?;
+            entry.insert(coll, n);
+        }
+    }
+    progress.finish_and_clear();
+    Ok(summary("exported", dir, &counts))
+}
+
+fn find_sources(dir: &Path) -> CommandResult<Vec<Source>> {
+    let mut sources = Vec::new();
+    for db_dir in sorted_entries(dir)? {
+        if !db_dir.is_dir() {
+            continue;
+        }
+        let db = file_name(&db_dir);
+        for file in sorted_entries(&db_dir)? {
+            if file.extension().and_then(|e| e.to_str()) != Some("jsonl") {
+                continue;
+            }
+            let coll = file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let bytes = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            sources.push(Source {
+                ns: Ns::new(db.clone(), coll),
+                path: file,
+                bytes,
+            });
+        }
+    }
+    if sources.is_empty() {
+        return Err(CommandError::Input(format!(
+            "{} holds no DATABASE/COLLECTION.jsonl files: expected e.g. {}",
+            dir.display(),
+            dir.join("test_database").join("users.jsonl").display()
+        )));
+    }
+    Ok(sources)
+}
+
+/// Reads every line of a file once; the first bad line is the error.
+fn check_file(path: &Path) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (index, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| format!("{}:{}: {e}", path.display(), index + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        extjson::parse_line(&line).map_err(|e| format!("{}:{}: {e}", path.display(), index + 1))?;
+    }
+    Ok(())
+}
+
+fn load_file(
+    store: &dyn Store,
+    source: &Source,
+    opts: ImportOptions,
+    progress: &ProgressBar,
+) -> CommandResult<u64> {
+    if opts.drop {
+        store.drop_collection(&source.ns)?;
+    }
+    store.create_collection(&source.ns)?;
+    let file = File::open(&source.path).map_err(CommandError::io(format!(
+        "reading {}",
+        source.path.display()
+    )))?;
+    let mut batch = Vec::with_capacity(opts.batch_size as usize);
+    let mut count = 0;
+    for line in BufReader::new(file).lines() {
+        let line = line.map_err(CommandError::io(format!(
+            "reading {}",
+            source.path.display()
+        )))?;
+        progress.inc(line.len() as u64 + 1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let doc = extjson::parse_line(&line).map_err(|e| {
+            CommandError::Input(format!(
+                "{}: changed while importing: {e}",
+                source.path.display()
+            ))
+        })?;
+        batch.push(doc);
+        if batch.len() == opts.batch_size as usize {
+            count += write_batch(store, &source.ns, &mut batch, opts.upsert)?;
+        }
+    }
+    count += write_batch(store, &source.ns, &mut batch, opts.upsert)?;
+    Ok(count)
+}
+
+fn write_batch(
+    store: &dyn Store,
+    ns: &Ns,
+    batch: &mut Vec<bson::Document>,
+    upsert: bool,
+) -> CommandResult<u64> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let result = if upsert {
+        store.upsert_many(ns, batch)
+    } else {
+        store.insert_many(ns, batch)
+    };
+    result.map_err(|e| match e {
+        crate::store::StoreError::DuplicateKey { .. } => CommandError::Input(format!(
+            "{e}\nthe store already holds some of these documents: pass --upsert to replace them, or --drop to reload the collections"
+        )),
+        other => other.into(),
+    })?;
+    let n = batch.len() as u64;
+    batch.clear();
+    Ok(n)
+}
+
+fn export_collection(
+    store: &dyn Store,
+    ns: &Ns,
+    path: &Path,
+    batch_size: u32,
+    progress: &ProgressBar,
+) -> CommandResult<u64> {
+    let tmp = path.with_extension("jsonl.tmp");
+    let file =
+        File::create(&tmp).map_err(CommandError::io(format!("creating {}", tmp.display())))?;
+    let mut out = BufWriter::new(file);
+    let mut count = 0;
+    for doc in store.scan(ns, &Scan::by_id(batch_size))? {
+        let line = extjson::to_line(&doc?);
+        out.write_all(line.as_bytes())
+            .and_then(|_| out.write_all(b"\n"))
+            .map_err(CommandError::io(format!("writing {}", tmp.display())))?;
+        count += 1;
+        progress.inc(1);
+    }
+    out.into_inner()
+        .map_err(|e| CommandError::io(format!("writing {}", tmp.display()))(e.into_error()))?
+        .sync_all()
+        .map_err(CommandError::io(format!("writing {}", tmp.display())))?;
+    fs::rename(&tmp, path).map_err(CommandError::io(format!("renaming {}", tmp.display())))?;
+    Ok(count)
+}
+
+/// Removes `.jsonl` files of collections that no longer exist, so importing
+/// the folder again gives back exactly the exported databases.
+fn remove_stale_files(db_dir: &Path, collections: &[String]) -> CommandResult<()> {
+    for file in sorted_entries(db_dir)? {
+        let is_jsonl = file.extension().and_then(|e| e.to_str()) == Some("jsonl");
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        if is_jsonl && !collections.iter().any(|c| c == stem) {
+            fs::remove_file(&file).map_err(CommandError::io(format!(
+                "removing stale {}",
+                file.display()
+            )))?;
+        }
+    }
+    Ok(())
+}
+
+fn sorted_entries(dir: &Path) -> CommandResult<Vec<PathBuf>> {
+    let entries = fs::read_dir(dir).map_err(CommandError::io(format!(
+        "reading folder {}",
+        dir.display()
+    )))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    Ok(paths)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn bar(len: u64, what: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {percent}% {elapsed}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what);
+    bar
+}
+
+fn summary(verb: &str, dir: &Path, counts: &BTreeMap<String, BTreeMap<String, u64>>) -> Output {
+    let total: u64 = counts.values().flat_map(|c| c.values()).sum();
+    let mut rows = vec![vec![
+        "database".into(),
+        "collection".into(),
+        "documents".into(),
+    ]];
+    for (db, colls) in counts {
+        for (coll, n) in colls {
+            rows.push(vec![db.clone(), coll.clone(), n.to_string()]);
+        }
+    }
+    let text = format!(
+        "{verb} {total} documents in {} collections ({})\n{}",
+        rows.len() - 1,
+        dir.display(),
+        table(&rows)
+    );
+    Output {
+        text,
+        json: json!({ "dir": dir.display().to_string(), "databases": counts, "documents": total }),
+    }
+}

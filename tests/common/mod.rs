@@ -1,0 +1,21 @@
+//! Test support: stores for the contract suite and the wire test server.
+#![allow(dead_code)]
+
+pub mod wire;
+
+use edn_migrate::store::{sqlite::SqliteStore, Store};
+
+/// A fresh in-memory SQLite store and a database name for one case.
+pub fn sqlite_store(case: &str) -> Option<(Box<dyn Store>, String)> {
+    let store = SqliteStore::open(":memory:").expect("in-memory SQLite opens");
+    Some((Box::new(store), format!("db_{case}")))
+}
+
+/// A MongoDB store connected to the shared wire test server, with a database
+/// name no other case uses; `None` only when the operator opted out.
+pub fn wire_store(case: &str) -> Option<(Box<dyn Store>, String)> {
+    let url = wire::url()?;
+    let store = edn_migrate::store::mongo::MongoStore::connect(&url)
+        .unwrap_or_else(|e| panic!("cannot connect to the wire test server at {url}: {e}"));
+    Some((Box::new(store), wire::fresh_db(case)))
+}

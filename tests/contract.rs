@@ -1,0 +1,361 @@
+//! The store contract: the same cases against the embedded SQLite store and
+//! against the MongoDB backend talking to the wire test server.
+//!
+//! Every case gets a fresh database name, so cases may share one server.
+
+mod common;
+
+use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
+use edn_migrate::store::{
+    After, FieldUpdate, IndexSpec, Ns, Precondition, Scan, Store, StoreError,
+};
+
+fn ids(docs: &[Document]) -> Vec<Bson> {
+    docs.iter()
+        .map(|d| d.get("_id").cloned().unwrap_or(Bson::Null))
+        .collect()
+}
+
+fn scan_all(store: &dyn Store, ns: &Ns, scan: &Scan) -> Vec<Document> {
+    store
+        .scan(ns, scan)
+        .expect("scan starts")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("scan reads")
+}
+
+fn collections_are_created_listed_and_dropped(store: &dyn Store, db: &str) {
+    let a = Ns::new(db, "a");
+    assert!(store.create_collection(&a).unwrap());
+    assert!(
+        !store.create_collection(&a).unwrap(),
+        "second create reports no change"
+    );
+    store
+        .insert_many(&Ns::new(db, "b"), &[doc! {"_id": 1}])
+        .unwrap();
+    assert_eq!(store.list_collections(db).unwrap(), vec!["a", "b"]);
+    assert!(store.drop_collection(&a).unwrap());
+    assert!(!store.drop_collection(&a).unwrap());
+    assert_eq!(store.list_collections(db).unwrap(), vec!["b"]);
+    assert_eq!(store.count(&a).unwrap(), 0);
+    assert!(scan_all(store, &a, &Scan::by_id(10)).is_empty());
+}
+
+fn documents_keep_every_type_and_field_order(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "types");
+    let original = doc! {
+        "_id": ObjectId::parse_str("65a1b2c3d4e5f60718293a4b").unwrap(),
+        "zeta": 1_i32,
+        "alpha": 5_i64,
+        "big": 9_000_000_000_i64,
+        "weight": 85.0_f64,
+        "when": DateTime::from_millis(1_736_000_000_123),
+        "born": DateTime::from_millis(-300_000_000_000),
+        "nested": { "b": [1_i32, "dos", { "tres": 3_i64 }], "a": null },
+    };
+    store
+        .insert_many(&ns, std::slice::from_ref(&original))
+        .unwrap();
+    let back = store
+        .get_many(&ns, &ids(std::slice::from_ref(&original)))
+        .unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(
+        bson::to_vec(&back[0]).unwrap(),
+        bson::to_vec(&original).unwrap()
+    );
+}
+
+fn duplicate_ids_are_refused(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "dups");
+    store
+        .insert_many(&ns, &[doc! {"_id": "x", "v": 1}])
+        .unwrap();
+    let err = store
+        .insert_many(&ns, &[doc! {"_id": "x", "v": 2}])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err}");
+    let stored = store.get_many(&ns, &[Bson::from("x")]).unwrap();
+    assert_eq!(
+        stored[0].get_i32("v").unwrap(),
+        1,
+        "the first document stays"
+    );
+}
+
+fn scans_follow_id_order_across_batches(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "ordered");
+    let oid = ObjectId::parse_str("65a1b2c3d4e5f60718293a4b").unwrap();
+    let docs = vec![
+        doc! {"_id": "b"},
+        doc! {"_id": oid},
+        doc! {"_id": 3_i64},
+        doc! {"_id": "a"},
+        doc! {"_id": 1_i32},
+        doc! {"_id": 2.5_f64},
+        doc! {"_id": "ab"},
+    ];
+    store.insert_many(&ns, &docs).unwrap();
+    let seen = ids(&scan_all(store, &ns, &Scan::by_id(2)));
+    let expected: Vec<Bson> = vec![
+        1_i32.into(),
+        2.5_f64.into(),
+        3_i64.into(),
+        "a".into(),
+        "ab".into(),
+        "b".into(),
+        oid.into(),
+    ];
+    assert_eq!(seen, expected);
+    assert_eq!(store.count(&ns).unwrap(), 7);
+}
+
+fn scans_by_field_resume_strictly_after_a_position(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "by_user");
+    let docs: Vec<Document> = [
+        ("p3", "u2"),
+        ("p1", "u1"),
+        ("p5", "u3"),
+        ("p2", "u2"),
+        ("p4", "u1"),
+    ]
+    .iter()
+    .map(|(id, user)| doc! {"_id": *id, "user_id": *user})
+    .collect();
+    store.insert_many(&ns, &docs).unwrap();
+    store
+        .create_index(&ns, &IndexSpec::ascending(&["user_id"], false))
+        .unwrap();
+    let all = scan_all(store, &ns, &Scan::by_field("user_id", 2));
+    assert_eq!(
+        ids(&all),
+        vec![
+            Bson::from("p1"),
+            "p4".into(),
+            "p2".into(),
+            "p3".into(),
+            "p5".into()
+        ]
+    );
+    let mut scan = Scan::by_field("user_id", 1);
+    scan.after = Some(After {
+        field: Some("u2".into()),
+        id: "p2".into(),
+    });
+    assert_eq!(
+        ids(&scan_all(store, &ns, &scan)),
+        vec![Bson::from("p3"), "p5".into()]
+    );
+    let mut by_id = Scan::by_id(1);
+    by_id.after = Some(After {
+        field: None,
+        id: "p3".into(),
+    });
+    assert_eq!(
+        ids(&scan_all(store, &ns, &by_id)),
+        vec![Bson::from("p4"), "p5".into()]
+    );
+}
+
+fn upserts_replace_or_insert(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "up");
+    store
+        .insert_many(&ns, &[doc! {"_id": "a", "old": true}])
+        .unwrap();
+    store
+        .upsert_many(&ns, &[doc! {"_id": "a", "v": 1}, doc! {"_id": "b", "v": 2}])
+        .unwrap();
+    let got = store.get_many(&ns, &["a".into(), "b".into()]).unwrap();
+    let a = got.iter().find(|d| d.get_str("_id") == Ok("a")).unwrap();
+    assert_eq!(
+        a,
+        &doc! {"_id": "a", "v": 1},
+        "a replacement drops old fields"
+    );
+    assert_eq!(store.count(&ns).unwrap(), 2);
+}
+
+fn conditional_writes_are_atomic_per_document(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "lock");
+    let first = doc! {"_id": "lock", "owner": "a", "n": 1};
+    assert_eq!(
+        store
+            .put_if(&ns, &[(first.clone(), Precondition::Absent)])
+            .unwrap(),
+        vec![true]
+    );
+    let second = doc! {"_id": "lock", "owner": "b", "n": 1};
+    assert_eq!(
+        store
+            .put_if(&ns, &[(second.clone(), Precondition::Absent)])
+            .unwrap(),
+        vec![false]
+    );
+    let stale = doc! {"_id": "lock", "owner": "z", "n": 0};
+    let outcome = store
+        .put_if(
+            &ns,
+            &[
+                (second.clone(), Precondition::Unchanged(stale)),
+                (doc! {"_id": "other"}, Precondition::Absent),
+            ],
+        )
+        .unwrap();
+    assert_eq!(outcome, vec![false, true]);
+    assert_eq!(
+        store
+            .put_if(&ns, &[(second.clone(), Precondition::Unchanged(first))])
+            .unwrap(),
+        vec![true]
+    );
+    assert_eq!(store.get_many(&ns, &["lock".into()]).unwrap(), vec![second]);
+}
+
+fn field_updates_touch_only_named_fields(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "plans");
+    store
+        .insert_many(
+            &ns,
+            &[doc! {"_id": "p1", "keep": 1, "drop": 2}, doc! {"_id": "p2"}],
+        )
+        .unwrap();
+    let matched = store
+        .update_fields(
+            &ns,
+            &[
+                FieldUpdate {
+                    id: "p1".into(),
+                    set: doc! {"snapshot_id": "s1"},
+                    unset: vec!["drop".into()],
+                },
+                FieldUpdate {
+                    id: "missing".into(),
+                    set: doc! {"x": 1},
+                    unset: vec![],
+                },
+            ],
+        )
+        .unwrap();
+    assert_eq!(matched, 1);
+    let p1 = store.get_many(&ns, &["p1".into()]).unwrap().remove(0);
+    assert_eq!(p1, doc! {"_id": "p1", "keep": 1, "snapshot_id": "s1"});
+}
+
+fn deletes_remove_only_named_ids(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "del");
+    store
+        .insert_many(&ns, &[doc! {"_id": 1}, doc! {"_id": 2}, doc! {"_id": 3}])
+        .unwrap();
+    assert_eq!(
+        store
+            .delete_many(&ns, &[1.into(), 3.into(), 9.into()])
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        ids(&scan_all(store, &ns, &Scan::by_id(10))),
+        vec![Bson::Int32(2)]
+    );
+}
+
+fn unique_indexes_are_enforced(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "client_drawers");
+    let spec = IndexSpec::ascending(&["user_id"], true);
+    assert!(store.create_index(&ns, &spec).unwrap());
+    assert!(
+        !store.create_index(&ns, &spec).unwrap(),
+        "second create reports no change"
+    );
+    let nested = IndexSpec::ascending(&["services.training.active"], false);
+    assert!(store.create_index(&ns, &nested).unwrap());
+    store
+        .insert_many(&ns, &[doc! {"_id": "client_1", "user_id": "1"}])
+        .unwrap();
+    let err = store
+        .insert_many(&ns, &[doc! {"_id": "client_x", "user_id": "1"}])
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::DuplicateKey { index, .. } if index == "user_id_1"),
+        "{err}"
+    );
+    let err = store
+        .upsert_many(&ns, &[doc! {"_id": "client_y", "user_id": "1"}])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err}");
+    let names: Vec<String> = store
+        .list_indexes(&ns)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, vec!["services.training.active_1", "user_id_1"]);
+    let listed = store.list_indexes(&ns).unwrap();
+    assert!(listed
+        .iter()
+        .any(|i| i.name == "user_id_1" && i.unique && i.keys == ["user_id"]));
+
+    let dirty = Ns::new(db, "dirty");
+    store
+        .insert_many(
+            &dirty,
+            &[doc! {"_id": 1, "k": "same"}, doc! {"_id": 2, "k": "same"}],
+        )
+        .unwrap();
+    let err = store
+        .create_index(&dirty, &IndexSpec::ascending(&["k"], true))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err}");
+}
+
+fn renames_move_data_and_refuse_to_clobber(store: &dyn Store, db: &str) {
+    let from = Ns::new(db, "follow_up_submissions");
+    store.insert_many(&from, &[doc! {"_id": "f1"}]).unwrap();
+    store
+        .insert_many(&Ns::new(db, "taken"), &[doc! {"_id": "t"}])
+        .unwrap();
+    let err = store.rename_collection(&from, "taken").unwrap_err();
+    assert!(matches!(err, StoreError::Exists(_)), "{err}");
+    store
+        .rename_collection(&from, "follow_up_submissions_DEPRECATED_20261123")
+        .unwrap();
+    assert_eq!(store.count(&from).unwrap(), 0);
+    let renamed = Ns::new(db, "follow_up_submissions_DEPRECATED_20261123");
+    assert_eq!(store.count(&renamed).unwrap(), 1);
+    let err = store.rename_collection(&from, "again").unwrap_err();
+    assert!(matches!(err, StoreError::Missing(_)), "{err}");
+}
+
+/// Generates one `#[test]` per contract case for a backend.
+macro_rules! contract {
+    ($backend:ident, $open:path) => {
+        mod $backend {
+            use super::*;
+            macro_rules! case {
+                ($name:ident) => {
+                    #[test]
+                    fn $name() {
+                        let Some((store, db)) = $open(stringify!($name)) else {
+                            return;
+                        };
+                        super::$name(store.as_ref(), &db);
+                    }
+                };
+            }
+            case!(collections_are_created_listed_and_dropped);
+            case!(documents_keep_every_type_and_field_order);
+            case!(duplicate_ids_are_refused);
+            case!(scans_follow_id_order_across_batches);
+            case!(scans_by_field_resume_strictly_after_a_position);
+            case!(upserts_replace_or_insert);
+            case!(conditional_writes_are_atomic_per_document);
+            case!(field_updates_touch_only_named_fields);
+            case!(deletes_remove_only_named_ids);
+            case!(unique_indexes_are_enforced);
+            case!(renames_move_data_and_refuse_to_clobber);
+        }
+    };
+}
+
+contract!(sqlite, common::sqlite_store);
+contract!(mongo_wire, common::wire_store);
