@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod confirm;
 pub mod drawer;
+pub mod engine;
 pub mod error;
 pub mod extjson;
 pub mod mapping;

@@ -7,6 +7,7 @@
 
 pub mod keys;
 pub mod mongo;
+pub mod readonly;
 pub mod sqlite;
 
 use bson::{Bson, Document};
@@ -177,6 +178,9 @@ pub enum StoreError {
     /// The MongoDB driver failed (connection, command, server error).
     #[error("mongodb: {0}")]
     Mongo(String),
+    /// A write was attempted through the read-only wrapper of a dry run.
+    #[error("dry run: refused a write ({0}); this is a bug, please report it")]
+    ReadOnly(String),
 }
 
 /// Result of a store call.

@@ -1,0 +1,251 @@
+//! The migration lock: a lease with an owner, a heartbeat and an expiry.
+//!
+//! Taking it is one atomic conditional write (insert if absent, or replace
+//! the exact document read if it has expired or was released), so two
+//! runners can never both win; a check-then-insert lets both through.
+//! A run that dies stops renewing, and its lease expires on its own.
+
+use crate::error::{CommandError, CommandResult};
+use crate::store::{Ns, Precondition, Store};
+use bson::{doc, Document};
+use chrono::{DateTime, Duration, Utc};
+
+/// How long a lease lives without a heartbeat.
+pub const DEFAULT_TTL_SECONDS: i64 = 300;
+
+/// A held lease. Renew it with `heartbeat` and give it back with `release`.
+#[derive(Debug)]
+pub struct Lease {
+    ns: Ns,
+    current: Document,
+    ttl: Duration,
+}
+
+/// Who asks for the lock and for how long.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The lock's `_id`, e.g. `phase2`.
+    pub name: String,
+    /// The run that will hold it.
+    pub run_id: String,
+    /// A human-readable owner: host and process.
+    pub owner: String,
+    /// Lease length without a heartbeat.
+    pub ttl: Duration,
+    /// Take the lock even if another run holds an unexpired lease.
+    pub break_lock: bool,
+}
+
+impl Claim {
+    /// A claim for this process, named after host and pid.
+    pub fn for_this_process(name: &str, run_id: &str, break_lock: bool) -> Claim {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        Claim {
+            name: name.into(),
+            run_id: run_id.into(),
+            owner: format!("{host}:{}", std::process::id()),
+            ttl: Duration::seconds(DEFAULT_TTL_SECONDS),
+            break_lock,
+        }
+    }
+}
+
+fn lease_doc(
+    claim_name: &str,
+    owner: &str,
+    run_id: &str,
+    acquired: DateTime<Utc>,
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> Document {
+    doc! {
+        "_id": claim_name,
+        "owner": owner,
+        "run_id": run_id,
+        "acquired_at": bson::DateTime::from_chrono(acquired),
+        "heartbeat_at": bson::DateTime::from_chrono(now),
+        "expires_at": bson::DateTime::from_chrono(now + ttl),
+        "released": false,
+    }
+}
+
+/// Takes the lock or fails with `LockHeld` (exit code 4) naming the holder.
+pub fn acquire(
+    store: &dyn Store,
+    ns: &Ns,
+    claim: &Claim,
+    now: DateTime<Utc>,
+) -> CommandResult<Lease> {
+    let wanted = lease_doc(
+        &claim.name,
+        &claim.owner,
+        &claim.run_id,
+        now,
+        now,
+        claim.ttl,
+    );
+    if store.put_if(ns, &[(wanted.clone(), Precondition::Absent)])?[0] {
+        return Ok(Lease {
+            ns: ns.clone(),
+            current: wanted,
+            ttl: claim.ttl,
+        });
+    }
+    let Some(held) = store.get_many(ns, &[claim.name.as_str().into()])?.pop() else {
+        return Err(held_error(None, claim));
+    };
+    let free = held.get_bool("released").unwrap_or(false)
+        || held
+            .get_datetime("expires_at")
+            .map(|e| e.to_chrono() < now)
+            .unwrap_or(true);
+    if !(free || claim.break_lock) {
+        return Err(held_error(Some(&held), claim));
+    }
+    if store.put_if(
+        ns,
+        &[(wanted.clone(), Precondition::Unchanged(held.clone()))],
+    )?[0]
+    {
+        Ok(Lease {
+            ns: ns.clone(),
+            current: wanted,
+            ttl: claim.ttl,
+        })
+    } else {
+        Err(held_error(Some(&held), claim))
+    }
+}
+
+fn held_error(held: Option<&Document>, claim: &Claim) -> CommandError {
+    let Some(held) = held else {
+        return CommandError::LockHeld(format!(
+            "the {} lock changed hands while it was being taken: try again",
+            claim.name
+        ));
+    };
+    let field = |k: &str| {
+        held.get(k)
+            .map(|v| match v {
+                bson::Bson::DateTime(d) => d.try_to_rfc3339_string().unwrap_or_default(),
+                bson::Bson::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_else(|| "?".into())
+    };
+    CommandError::LockHeld(format!(
+        "another run holds the {} lock: owner {}, run {}, last heartbeat {}, expires {}\n\
+         wait for it to finish; if it died, run again after the lease expires, or pass --break-lock",
+        claim.name, field("owner"), field("run_id"), field("heartbeat_at"), field("expires_at")
+    ))
+}
+
+impl Lease {
+    /// Renews the lease; fails if someone broke it meanwhile, so the run stops
+    /// instead of writing alongside another one.
+    pub fn heartbeat(&mut self, store: &dyn Store, now: DateTime<Utc>) -> CommandResult<()> {
+        let mut renewed = self.current.clone();
+        renewed.insert("heartbeat_at", bson::DateTime::from_chrono(now));
+        renewed.insert("expires_at", bson::DateTime::from_chrono(now + self.ttl));
+        self.swap(store, renewed)
+    }
+
+    /// Gives the lock back (marks it released; the next run replaces it).
+    pub fn release(mut self, store: &dyn Store, now: DateTime<Utc>) -> CommandResult<()> {
+        let mut released = self.current.clone();
+        released.insert("released", true);
+        released.insert("heartbeat_at", bson::DateTime::from_chrono(now));
+        self.swap(store, released)
+    }
+
+    /// The run id this lease belongs to.
+    pub fn run_id(&self) -> &str {
+        self.current.get_str("run_id").unwrap_or_default()
+    }
+
+    fn swap(&mut self, store: &dyn Store, next: Document) -> CommandResult<()> {
+        if store.put_if(
+            &self.ns,
+            &[(next.clone(), Precondition::Unchanged(self.current.clone()))],
+        )?[0]
+        {
+            self.current = next;
+            Ok(())
+        } else {
+            Err(CommandError::LockHeld(
+                "this run lost the migration lock (someone passed --break-lock): stopped before writing more; \
+                 the work done so far is checkpointed, resume with --resume once the other run has finished".into(),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::EXIT_LOCK_HELD;
+    use crate::store::sqlite::SqliteStore;
+
+    fn claim(run: &str, break_lock: bool) -> Claim {
+        Claim {
+            name: "phase2".into(),
+            run_id: run.into(),
+            owner: format!("host:{run}"),
+            ttl: Duration::seconds(60),
+            break_lock,
+        }
+    }
+
+    #[test]
+    fn a_second_runner_is_refused_with_the_holder_named() {
+        let store = SqliteStore::open(":memory:").unwrap();
+        let ns = Ns::new("d", "migration_lock");
+        let now = Utc::now();
+        let _first = acquire(&store, &ns, &claim("run-a", false), now).unwrap();
+        let err = acquire(&store, &ns, &claim("run-b", false), now).unwrap_err();
+        assert_eq!(err.exit_code(), EXIT_LOCK_HELD);
+        assert!(err.to_string().contains("run-a"), "{err}");
+        assert!(err.to_string().contains("--break-lock"), "{err}");
+    }
+
+    #[test]
+    fn expired_released_or_broken_leases_can_be_taken() {
+        let store = SqliteStore::open(":memory:").unwrap();
+        let ns = Ns::new("d", "migration_lock");
+        let t0 = Utc::now();
+        let first = acquire(&store, &ns, &claim("run-a", false), t0).unwrap();
+        let later = t0 + Duration::seconds(61);
+        let mut second = acquire(&store, &ns, &claim("run-b", false), later).unwrap();
+        assert_eq!(second.run_id(), "run-b");
+        assert!(
+            first.release(&store, later).is_err(),
+            "a lease that was taken over cannot be released"
+        );
+        second
+            .heartbeat(&store, later + Duration::seconds(30))
+            .unwrap();
+        let third = acquire(
+            &store,
+            &ns,
+            &claim("run-c", true),
+            later + Duration::seconds(31),
+        )
+        .unwrap();
+        assert!(
+            second
+                .heartbeat(&store, later + Duration::seconds(32))
+                .is_err(),
+            "the broken lease notices"
+        );
+        third
+            .release(&store, later + Duration::seconds(33))
+            .unwrap();
+        acquire(
+            &store,
+            &ns,
+            &claim("run-d", false),
+            later + Duration::seconds(34),
+        )
+        .unwrap();
+    }
+}

@@ -1,0 +1,65 @@
+//! A store that cannot write: what `--dry-run` runs on.
+//!
+//! The engine in a dry run does not try to write, but the guarantee should not
+//! rest on every code path remembering that. Every write verb here fails, so a
+//! missed branch is an error in the dry run, never a change to production.
+
+use super::{
+    DocStream, FieldUpdate, IndexSpec, Ns, Precondition, Scan, Store, StoreError, StoreResult,
+};
+use bson::{Bson, Document};
+
+/// Wraps a store, forwarding reads and refusing writes.
+pub struct ReadOnly<'a>(pub &'a dyn Store);
+
+fn refuse<T>(verb: &str, ns: &Ns) -> StoreResult<T> {
+    Err(StoreError::ReadOnly(format!("{verb} on {ns}")))
+}
+
+impl Store for ReadOnly<'_> {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn list_collections(&self, db: &str) -> StoreResult<Vec<String>> {
+        self.0.list_collections(db)
+    }
+    fn create_collection(&self, ns: &Ns) -> StoreResult<bool> {
+        refuse("create_collection", ns)
+    }
+    fn drop_collection(&self, ns: &Ns) -> StoreResult<bool> {
+        refuse("drop_collection", ns)
+    }
+    fn rename_collection(&self, from: &Ns, _to: &str) -> StoreResult<()> {
+        refuse("rename_collection", from)
+    }
+    fn count(&self, ns: &Ns) -> StoreResult<u64> {
+        self.0.count(ns)
+    }
+    fn scan(&self, ns: &Ns, scan: &Scan) -> StoreResult<DocStream<'_>> {
+        self.0.scan(ns, scan)
+    }
+    fn get_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<Vec<Document>> {
+        self.0.get_many(ns, ids)
+    }
+    fn insert_many(&self, ns: &Ns, _docs: &[Document]) -> StoreResult<()> {
+        refuse("insert_many", ns)
+    }
+    fn upsert_many(&self, ns: &Ns, _docs: &[Document]) -> StoreResult<()> {
+        refuse("upsert_many", ns)
+    }
+    fn put_if(&self, ns: &Ns, _writes: &[(Document, Precondition)]) -> StoreResult<Vec<bool>> {
+        refuse("put_if", ns)
+    }
+    fn update_fields(&self, ns: &Ns, _updates: &[FieldUpdate]) -> StoreResult<u64> {
+        refuse("update_fields", ns)
+    }
+    fn delete_many(&self, ns: &Ns, _ids: &[Bson]) -> StoreResult<u64> {
+        refuse("delete_many", ns)
+    }
+    fn create_index(&self, ns: &Ns, _spec: &IndexSpec) -> StoreResult<bool> {
+        refuse("create_index", ns)
+    }
+    fn list_indexes(&self, ns: &Ns) -> StoreResult<Vec<IndexSpec>> {
+        self.0.list_indexes(ns)
+    }
+}
