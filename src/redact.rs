@@ -16,12 +16,7 @@ pub fn redact_url(url: &str) -> String {
     };
     let userinfo = &authority[..at];
     let user = userinfo.split(':').next().unwrap_or("");
-    format!(
-        "{}{}:****{}",
-        &url[..scheme_end + 3],
-        user,
-        &rest[at..]
-    )
+    format!("{}{}:****{}", &url[..scheme_end + 3], user, &rest[at..])
 }
 
 /// Redacts every URL-looking word of a free text (an error message, an argument list).
@@ -52,8 +47,14 @@ mod tests {
             redact_url("mongodb+srv://u:p@cluster0.example.net"),
             "mongodb+srv://u:****@cluster0.example.net"
         );
-        assert_eq!(redact_url("mongodb://localhost:27017"), "mongodb://localhost:27017");
-        assert_eq!(redact_url("sqlite:./edn-migrate.db"), "sqlite:./edn-migrate.db");
+        assert_eq!(
+            redact_url("mongodb://localhost:27017"),
+            "mongodb://localhost:27017"
+        );
+        assert_eq!(
+            redact_url("sqlite:./edn-migrate.db"),
+            "sqlite:./edn-migrate.db"
+        );
     }
 
     #[test]
