@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 /// Outcome of deriving a typed value from an answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed<T> {
-    /// The answer is absent, null or an empty string: not answered, no warning.
+    /// The answer is absent or null: not answered, no warning.
     Missing,
     /// The typed value.
     Value(T),
@@ -44,9 +44,11 @@ pub fn parse_number(value: Option<&Bson>) -> Parsed<f64> {
 }
 
 fn parse_number_text(s: &str) -> Parsed<f64> {
+    // An empty answer where a number is needed is reported like any other
+    // unparsable one (the reference script's `int("")` crashed on it).
     let mut t = s.trim();
     if t.is_empty() {
-        return Parsed::Missing;
+        return Parsed::Unparsable;
     }
     let lower = t.to_ascii_lowercase();
     for unit in ["kg", "cm", "%"] {
@@ -140,7 +142,7 @@ mod tests {
         );
         assert_eq!(parse_number(Some(&Bson::from("22%"))), Parsed::Value(22.0));
         assert_eq!(parse_number(Some(&Bson::Int32(85))), Parsed::Value(85.0));
-        assert_eq!(parse_number(Some(&Bson::from(""))), Parsed::Missing);
+        assert_eq!(parse_number(Some(&Bson::from(""))), Parsed::Unparsable);
         assert_eq!(parse_number(None), Parsed::Missing);
         assert_eq!(
             parse_number(Some(&Bson::from("ochenta"))),
@@ -160,8 +162,9 @@ mod tests {
         assert_eq!(parse_int(Some(&Bson::from("34"))), Parsed::Value(34));
         assert_eq!(parse_int(Some(&Bson::Double(34.0))), Parsed::Value(34));
         assert_eq!(parse_int(Some(&Bson::from("34,5"))), Parsed::Unparsable);
-        // The reference script's `int(edad)` crashes on "": here it is "not answered".
-        assert_eq!(parse_int(Some(&Bson::from(""))), Parsed::Missing);
+        // The reference script's `int(edad)` crashes on "": here it is null + warning.
+        assert_eq!(parse_int(Some(&Bson::from(""))), Parsed::Unparsable);
+        assert_eq!(parse_int(None), Parsed::Missing);
         assert_eq!(
             parse_int(Some(&Bson::from("9999999999"))),
             Parsed::Unparsable
