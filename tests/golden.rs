@@ -26,7 +26,9 @@ const USERS: [&str; 12] = [
 fn built(uid: &str) -> Built {
     let users = common::users();
     let existing = common::existing_drawers();
-    let user = users.get(uid).unwrap_or_else(|| panic!("no fixture user {uid}"));
+    let user = users
+        .get(uid)
+        .unwrap_or_else(|| panic!("no fixture user {uid}"));
     build(user, existing.get(uid), &common::opts())
 }
 
@@ -37,7 +39,12 @@ fn diff(expected: &str, actual: &str) -> String {
     for i in 0..e.len().max(a.len()) {
         let (x, y) = (e.get(i).copied(), a.get(i).copied());
         if x != y {
-            out.push_str(&format!("line {}:\n  - {}\n  + {}\n", i + 1, x.unwrap_or("<end>"), y.unwrap_or("<end>")));
+            out.push_str(&format!(
+                "line {}:\n  - {}\n  + {}\n",
+                i + 1,
+                x.unwrap_or("<end>"),
+                y.unwrap_or("<end>")
+            ));
             shown += 1;
             if shown == 20 {
                 out.push_str("  … (more)\n");
@@ -64,9 +71,17 @@ fn expected_drawers_match() {
         if expected != actual {
             failures.push(format!("{uid}:\n{}", diff(&expected, &actual)));
         }
-        assert!(validate(&b.drawer, &[]).is_empty(), "{uid}: {:?}", validate(&b.drawer, &[]));
+        assert!(
+            validate(&b.drawer, &[]).is_empty(),
+            "{uid}: {:?}",
+            validate(&b.drawer, &[])
+        );
     }
-    assert!(failures.is_empty(), "drawers differ from fixtures/expected:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "drawers differ from fixtures/expected:\n{}",
+        failures.join("\n")
+    );
 }
 
 fn get<'a>(d: &'a Document, p: &str) -> &'a Bson {
@@ -74,7 +89,11 @@ fn get<'a>(d: &'a Document, p: &str) -> &'a Bson {
     for k in p.split('.').skip(1) {
         cur = match cur {
             Bson::Document(x) => x.get(k).unwrap_or(&Bson::Null),
-            Bson::Array(a) => k.parse::<usize>().ok().and_then(|i| a.get(i)).unwrap_or(&Bson::Null),
+            Bson::Array(a) => k
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| a.get(i))
+                .unwrap_or(&Bson::Null),
             _ => &Bson::Null,
         };
     }
@@ -83,7 +102,10 @@ fn get<'a>(d: &'a Document, p: &str) -> &'a Bson {
 
 fn ids(d: &Document, p: &str, key: &str) -> Vec<String> {
     match get(d, p) {
-        Bson::Array(a) => a.iter().map(|e| get(e.as_document().unwrap(), key).to_string()).collect(),
+        Bson::Array(a) => a
+            .iter()
+            .map(|e| get(e.as_document().unwrap(), key).to_string())
+            .collect(),
         _ => vec![],
     }
 }
@@ -91,35 +113,94 @@ fn ids(d: &Document, p: &str, key: &str) -> Vec<String> {
 #[test]
 fn readme_facts_u04_several_submissions() {
     let d = built("1730620800234504").drawer;
-    assert_eq!(get(&d, "services.training.questionnaires.inicial.submission_id").as_str(), Some("submission_1736935200000904"));
-    assert_eq!(get(&d, "profile.telefono").as_str(), Some("+34 611 222 333"));
-    assert_eq!(get(&d, "profile.profesion").as_str(), Some("Jefe de ventas"));
-    assert_eq!(ids(&d, "services.shared_questionnaires", "submission_id").len(), 3);
+    assert_eq!(
+        get(&d, "services.training.questionnaires.inicial.submission_id").as_str(),
+        Some("submission_1736935200000904")
+    );
+    assert_eq!(
+        get(&d, "profile.telefono").as_str(),
+        Some("+34 611 222 333")
+    );
+    assert_eq!(
+        get(&d, "profile.profesion").as_str(),
+        Some("Jefe de ventas")
+    );
+    assert_eq!(
+        ids(&d, "services.shared_questionnaires", "submission_id").len(),
+        3
+    );
 }
 
 #[test]
 fn readme_facts_u06_u07_numbers() {
     let d = built("1730966400890106").drawer;
-    assert_eq!(get(&d, "services.training.measurements.0.data.peso"), &Bson::Double(85.5));
-    assert_eq!(get(&d, "services.training.measurements.0.data.grasa_porcentaje"), &Bson::Double(18.2));
-    assert_eq!(get(&d, "services.training.measurements.1.data.peso"), &Bson::Double(83.2));
-    assert_eq!(get(&d, "services.training.questionnaires.inicial.responses.measurements.peso_kg").as_str(), Some("85,5"));
+    assert_eq!(
+        get(&d, "services.training.measurements.0.data.peso"),
+        &Bson::Double(85.5)
+    );
+    assert_eq!(
+        get(&d, "services.training.measurements.0.data.grasa_porcentaje"),
+        &Bson::Double(18.2)
+    );
+    assert_eq!(
+        get(&d, "services.training.measurements.1.data.peso"),
+        &Bson::Double(83.2)
+    );
+    assert_eq!(
+        get(
+            &d,
+            "services.training.questionnaires.inicial.responses.measurements.peso_kg"
+        )
+        .as_str(),
+        Some("85,5")
+    );
     let b = built("1731139200345607");
-    assert_eq!(get(&b.drawer, "services.training.measurements.0.data.peso"), &Bson::Null);
-    assert!(b.warnings.iter().any(|w| w.source_id == "submission_1730569500000001" && w.field == "responses.peso"));
-    assert!(b.warnings.iter().any(|w| w.field == "measurements.grasa_porcentaje"));
+    assert_eq!(
+        get(&b.drawer, "services.training.measurements.0.data.peso"),
+        &Bson::Null
+    );
+    assert!(b
+        .warnings
+        .iter()
+        .any(|w| w.source_id == "submission_1730569500000001" && w.field == "responses.peso"));
+    assert!(b
+        .warnings
+        .iter()
+        .any(|w| w.field == "measurements.grasa_porcentaje"));
 }
 
 #[test]
 fn readme_facts_u10_u12_u13_plans_and_links() {
     let d = built("1731657600456710").drawer;
     assert_eq!(
-        ids(&d, "services.training.snapshots", "plans_generated.training_plan_id"),
-        ["\"training_1736700000000010\"", "\"training_1733000000000010\"", "\"training_1731400000000010\""]
+        ids(
+            &d,
+            "services.training.snapshots",
+            "plans_generated.training_plan_id"
+        ),
+        [
+            "\"training_1736700000000010\"",
+            "\"training_1733000000000010\"",
+            "\"training_1731400000000010\""
+        ]
     );
     let d = built("1732003200123412").drawer;
-    assert_eq!(get(&d, "services.training.snapshots.0.plans_generated.nutrition_plan_id").as_str(), Some("nutrition_1738578000000002"));
-    assert_eq!(get(&d, "services.training.snapshots.1.plans_generated.nutrition_plan_id").as_str(), Some("nutrition_1740996000000002"));
+    assert_eq!(
+        get(
+            &d,
+            "services.training.snapshots.0.plans_generated.nutrition_plan_id"
+        )
+        .as_str(),
+        Some("nutrition_1738578000000002")
+    );
+    assert_eq!(
+        get(
+            &d,
+            "services.training.snapshots.1.plans_generated.nutrition_plan_id"
+        )
+        .as_str(),
+        Some("nutrition_1740996000000002")
+    );
     let unpaired = ids(&d, "services.nutrition.plans", "plan_id");
     assert!(unpaired.contains(&"\"nutrition_1744707600000002\"".to_string()));
     let d = built("1732176000456713").drawer;
@@ -127,7 +208,10 @@ fn readme_facts_u10_u12_u13_plans_and_links() {
         .iter()
         .map(|i| {
             let f = format!("services.training.questionnaires.followups.{i}");
-            (get(&d, &format!("{f}.snapshot_link")).to_string(), get(&d, &format!("{f}.previous_snapshot_id")).to_string())
+            (
+                get(&d, &format!("{f}.snapshot_link")).to_string(),
+                get(&d, &format!("{f}.previous_snapshot_id")).to_string(),
+            )
         })
         .collect();
     assert_eq!(
@@ -144,24 +228,73 @@ fn readme_facts_u10_u12_u13_plans_and_links() {
 fn readme_facts_u14_u15_u16_u17_u20() {
     let d = built("1732348800789014").drawer;
     assert_eq!(get(&d, "meta.status").as_str(), Some("needs_review"));
-    assert_eq!(get(&d, "services.training.questionnaires.inicial"), &Bson::Null);
-    assert_eq!(ids(&d, "services.training.snapshots", "snapshot_id").len(), 2);
+    assert_eq!(
+        get(&d, "services.training.questionnaires.inicial"),
+        &Bson::Null
+    );
+    assert_eq!(
+        ids(&d, "services.training.snapshots", "snapshot_id").len(),
+        2
+    );
     let d = built("1762976907472415").drawer;
-    assert_eq!(ids(&d, "services.shared_questionnaires", "submission_id").iter().filter(|s| s.contains("submission_1762977310000001")).count(), 1);
+    assert_eq!(
+        ids(&d, "services.shared_questionnaires", "submission_id")
+            .iter()
+            .filter(|s| s.contains("submission_1762977310000001"))
+            .count(),
+        1
+    );
     let b = built("1732521600123416");
-    assert_eq!(ids(&b.drawer, "services.training.snapshots", "plans_generated.training_plan_id"), ["\"training_1741082400000001\""]);
-    assert!(b.quarantine.iter().any(|q| q.kind == LegacyKind::TrainingPlan && q.id.as_str() == Some("training_1743674400000001")));
+    assert_eq!(
+        ids(
+            &b.drawer,
+            "services.training.snapshots",
+            "plans_generated.training_plan_id"
+        ),
+        ["\"training_1741082400000001\""]
+    );
+    assert!(b
+        .quarantine
+        .iter()
+        .any(|q| q.kind == LegacyKind::TrainingPlan
+            && q.id.as_str() == Some("training_1743674400000001")));
     let b = built("1732694400456717");
-    assert!(b.created, "the orphan follow-up's user gets a drawer, not 'Drawer not found'");
-    assert_eq!(get(&b.drawer, "services.training.questionnaires.followups.0.snapshot_link").as_str(), Some("none"));
+    assert!(
+        b.created,
+        "the orphan follow-up's user gets a drawer, not 'Drawer not found'"
+    );
+    assert_eq!(
+        get(
+            &b.drawer,
+            "services.training.questionnaires.followups.0.snapshot_link"
+        )
+        .as_str(),
+        Some("none")
+    );
     let b = built("1733212800456720");
-    let q: Vec<_> = b.quarantine.iter().map(|q| q.id.as_str().unwrap_or_default().to_string()).collect();
-    assert_eq!(q, ["submission_1739268000000001", "training_1741773600000001"]);
+    let q: Vec<_> = b
+        .quarantine
+        .iter()
+        .map(|q| q.id.as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        q,
+        ["submission_1739268000000001", "training_1741773600000001"]
+    );
 }
 
 #[test]
 fn u18_objectid_plan_ids_keep_their_type() {
     let d = built("1732867200789018").drawer;
-    assert!(matches!(get(&d, "services.training.snapshots.1.plans_generated.training_plan_id"), Bson::ObjectId(_)));
-    assert!(matches!(get(&d, "services.training.plans.1.plan_id"), Bson::ObjectId(_)));
+    assert!(matches!(
+        get(
+            &d,
+            "services.training.snapshots.1.plans_generated.training_plan_id"
+        ),
+        Bson::ObjectId(_)
+    ));
+    assert!(matches!(
+        get(&d, "services.training.plans.1.plan_id"),
+        Bson::ObjectId(_)
+    ));
 }

@@ -31,7 +31,9 @@ pub fn users() -> BTreeMap<String, LegacyUser> {
         ("nutrition_plans", 3),
     ] {
         for d in read_jsonl(&format!("{base}/{coll}.jsonl")) {
-            let Ok(uid) = d.get_str("user_id") else { continue };
+            let Ok(uid) = d.get_str("user_id") else {
+                continue;
+            };
             let u = out.entry(uid.to_owned()).or_insert_with(|| LegacyUser {
                 user_id: uid.to_owned(),
                 ..Default::default()
