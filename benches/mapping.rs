@@ -1,1 +1,93 @@
-fn main() {}
+//! Throughput of mapping and building on realistic documents (the fixtures'
+//! users). Criterion prints `thrpt` in elements (documents) per second.
+
+use std::collections::BTreeMap;
+
+use bson::Document;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use edn_migrate::drawer::{build, BuildOptions, LegacyUser};
+use edn_migrate::extjson;
+use edn_migrate::mapping::FieldMap;
+
+fn read(rel: &str) -> Vec<Document> {
+    let path = format!(
+        "{}/fixtures/legacy/test_database/{rel}.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| extjson::parse_line(l).ok())
+        .collect()
+}
+
+fn users() -> Vec<LegacyUser> {
+    let mut out: BTreeMap<String, LegacyUser> = BTreeMap::new();
+    for (coll, i) in [
+        ("nutrition_questionnaire_submissions", 0),
+        ("follow_up_submissions", 1),
+        ("training_plans", 2),
+        ("nutrition_plans", 3),
+    ] {
+        for d in read(coll) {
+            let Ok(uid) = d.get_str("user_id") else {
+                continue;
+            };
+            let u = out.entry(uid.to_owned()).or_insert_with(|| LegacyUser {
+                user_id: uid.to_owned(),
+                ..Default::default()
+            });
+            [
+                &mut u.submissions,
+                &mut u.followups,
+                &mut u.training_plans,
+                &mut u.nutrition_plans,
+            ][i]
+                .push(d);
+        }
+    }
+    out.into_values().collect()
+}
+
+fn benches(c: &mut Criterion) {
+    let map = FieldMap::builtin().expect("field map");
+    let responses: Vec<Document> = read("nutrition_questionnaire_submissions")
+        .into_iter()
+        .filter_map(|d| d.get_document("responses").ok().cloned())
+        .collect();
+    let mut g = c.benchmark_group("mapping");
+    g.throughput(Throughput::Elements(responses.len() as u64));
+    g.bench_function("to_blocks+to_flat per questionnaire", |b| {
+        b.iter(|| {
+            for r in &responses {
+                std::hint::black_box(map.to_flat(&map.to_blocks(r)));
+            }
+        })
+    });
+    g.finish();
+
+    let users = users();
+    let docs: usize = users
+        .iter()
+        .map(|u| {
+            u.submissions.len()
+                + u.followups.len()
+                + u.training_plans.len()
+                + u.nutrition_plans.len()
+        })
+        .sum();
+    let opts = BuildOptions::new(bson::DateTime::from_millis(1_767_225_600_000), "bench");
+    let mut g = c.benchmark_group("build");
+    g.throughput(Throughput::Elements(docs as u64));
+    g.bench_function("build per legacy document", |b| {
+        b.iter(|| {
+            for u in &users {
+                std::hint::black_box(build(u, None, &opts));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(mapping, benches);
+criterion_main!(mapping);

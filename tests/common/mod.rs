@@ -1,7 +1,10 @@
 //! Test support: stores for the contract suite and the wire test server.
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod wire;
+
+pub use fixtures::*;
 
 use edn_migrate::store::{sqlite::SqliteStore, Store};
 

@@ -1,0 +1,210 @@
+//! `meta.migration`: what migration runs added to a drawer, so `undo` can take
+//! exactly that out again. See docs/drawer.md.
+
+use std::collections::BTreeSet;
+
+use bson::{doc, Bson, Document};
+
+use super::LegacyKind;
+use crate::mapping::{id_key, Warning};
+
+/// One array the builder merges into, and the field that keys its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ArraySpec {
+    pub path: &'static str,
+    /// `None`: the entries are plain values (strings) keyed by themselves.
+    pub key: Option<&'static str>,
+}
+
+pub(crate) const SHARED: ArraySpec = ArraySpec {
+    path: "services.shared_questionnaires",
+    key: Some("submission_id"),
+};
+pub(crate) const FOLLOWUPS: ArraySpec = ArraySpec {
+    path: "services.training.questionnaires.followups",
+    key: Some("followup_id"),
+};
+pub(crate) const MEASUREMENTS: ArraySpec = ArraySpec {
+    path: "services.training.measurements",
+    key: Some("measurement_id"),
+};
+pub(crate) const SNAPSHOTS: ArraySpec = ArraySpec {
+    path: "services.training.snapshots",
+    key: Some("snapshot_id"),
+};
+pub(crate) const TRAINING_PLANS: ArraySpec = ArraySpec {
+    path: "services.training.plans",
+    key: Some("plan_id"),
+};
+pub(crate) const NUTRITION_PLANS: ArraySpec = ArraySpec {
+    path: "services.nutrition.plans",
+    key: Some("plan_id"),
+};
+pub(crate) const ACTIVE_SERVICES: ArraySpec = ArraySpec {
+    path: "meta.active_services",
+    key: None,
+};
+pub(crate) const ARRAYS: [ArraySpec; 7] = [
+    SHARED,
+    FOLLOWUPS,
+    MEASUREMENTS,
+    SNAPSHOTS,
+    TRAINING_PLANS,
+    NUTRITION_PLANS,
+    ACTIVE_SERVICES,
+];
+
+impl ArraySpec {
+    /// The key of one entry as an id key, `None` when the entry has none.
+    pub fn key_of(&self, entry: &Bson) -> Option<String> {
+        match self.key {
+            None => Some(id_key(entry)),
+            Some(k) => entry.as_document()?.get(k).map(id_key),
+        }
+    }
+}
+
+/// A path the migration set, and what was there before.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SetRecord {
+    pub path: String,
+    pub existed: bool,
+    pub before: Bson,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct MigrationMeta {
+    pub present: bool,
+    pub run_id: Option<Bson>,
+    pub migrated_at: Option<Bson>,
+    pub created_drawer: bool,
+    /// Per array (index into ARRAYS): keys the migration added, as values.
+    pub added: Vec<Vec<Bson>>,
+    pub set: Vec<SetRecord>,
+    pub archived: Vec<String>,
+    pub stamped: Vec<(LegacyKind, Bson)>,
+    pub warnings: BTreeSet<Warning>,
+}
+
+impl MigrationMeta {
+    pub fn read(drawer: &Document) -> MigrationMeta {
+        let mut m = MigrationMeta {
+            added: vec![Vec::new(); ARRAYS.len()],
+            ..Default::default()
+        };
+        let Some(mig) = super::path::get_doc(drawer, "meta.migration") else {
+            return m;
+        };
+        m.present = true;
+        m.run_id = mig.get("run_id").cloned();
+        m.migrated_at = mig.get("migrated_at").cloned();
+        m.created_drawer = mig.get_bool("created_drawer").unwrap_or(false);
+        for entry in mig.get_array("added").into_iter().flatten() {
+            let Some(e) = entry.as_document() else {
+                continue;
+            };
+            let Ok(path) = e.get_str("path") else {
+                continue;
+            };
+            if let Some(i) = ARRAYS.iter().position(|a| a.path == path) {
+                m.added[i] = e.get_array("keys").cloned().unwrap_or_default();
+            }
+        }
+        for entry in mig.get_array("set").into_iter().flatten() {
+            let Some(e) = entry.as_document() else {
+                continue;
+            };
+            let Ok(path) = e.get_str("path") else {
+                continue;
+            };
+            m.set.push(SetRecord {
+                path: path.to_owned(),
+                existed: e.get_bool("existed").unwrap_or(false),
+                before: e.get("before").cloned().unwrap_or(Bson::Null),
+            });
+        }
+        for id in mig.get_array("archived_snapshot_ids").into_iter().flatten() {
+            if let Some(s) = id.as_str() {
+                m.archived.push(s.to_owned());
+            }
+        }
+        for entry in mig.get_array("stamped").into_iter().flatten() {
+            let Some(e) = entry.as_document() else {
+                continue;
+            };
+            let kind = e
+                .get_str("collection")
+                .ok()
+                .and_then(LegacyKind::from_collection);
+            if let (Some(kind), Some(id)) = (kind, e.get("plan_id")) {
+                m.stamped.push((kind, id.clone()));
+            }
+        }
+        for w in mig.get_array("warnings").into_iter().flatten() {
+            if let Some(w) = w.as_document().and_then(Warning::from_document) {
+                m.warnings.insert(w);
+            }
+        }
+        m
+    }
+
+    pub fn owns(&self, array: usize, key: &str) -> bool {
+        self.added[array].iter().any(|k| id_key(k) == key)
+    }
+
+    pub fn add(&mut self, array: usize, key: Bson) {
+        let k = id_key(&key);
+        if !self.owns(array, &k) {
+            self.added[array].push(key);
+        }
+    }
+
+    pub fn set_record(&self, path: &str) -> Option<&SetRecord> {
+        self.set.iter().find(|r| r.path == path)
+    }
+
+    pub fn to_document(&self) -> Document {
+        let mut added = Vec::new();
+        for (spec, keys) in ARRAYS.iter().zip(&self.added) {
+            if keys.is_empty() {
+                continue;
+            }
+            let mut keys = keys.clone();
+            keys.sort_by_key(id_key);
+            added.push(Bson::Document(doc! { "path": spec.path, "keys": keys }));
+        }
+        let mut set = self.set.clone();
+        set.sort_by(|a, b| a.path.cmp(&b.path));
+        let set: Vec<Bson> = set
+            .into_iter()
+            .map(|r| {
+                Bson::Document(doc! { "path": r.path, "existed": r.existed, "before": r.before })
+            })
+            .collect();
+        let mut archived = self.archived.clone();
+        archived.sort();
+        archived.dedup();
+        let mut stamped = self.stamped.clone();
+        stamped.sort_by_key(|(k, id)| (k.collection(), id_key(id)));
+        stamped.dedup_by(|a, b| a.0 == b.0 && id_key(&a.1) == id_key(&b.1));
+        let stamped: Vec<Bson> = stamped
+            .into_iter()
+            .map(|(k, id)| Bson::Document(doc! { "collection": k.collection(), "plan_id": id }))
+            .collect();
+        let warnings: Vec<Bson> = self
+            .warnings
+            .iter()
+            .map(|w| Bson::Document(w.to_document()))
+            .collect();
+        doc! {
+            "run_id": self.run_id.clone().unwrap_or(Bson::Null),
+            "migrated_at": self.migrated_at.clone().unwrap_or(Bson::Null),
+            "created_drawer": self.created_drawer,
+            "added": added,
+            "set": set,
+            "archived_snapshot_ids": archived,
+            "stamped": stamped,
+            "warnings": warnings,
+        }
+    }
+}

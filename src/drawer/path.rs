@@ -1,0 +1,85 @@
+//! Dotted-path access to documents, and byte-exact comparison.
+
+use bson::{Bson, Document};
+
+pub(crate) fn get<'a>(doc: &'a Document, path: &str) -> Option<&'a Bson> {
+    let mut parts = path.split('.');
+    let first = parts.next()?;
+    let mut cur = doc.get(first)?;
+    for p in parts {
+        cur = cur.as_document()?.get(p)?;
+    }
+    Some(cur)
+}
+
+pub(crate) fn get_doc<'a>(doc: &'a Document, path: &str) -> Option<&'a Document> {
+    get(doc, path).and_then(Bson::as_document)
+}
+
+/// Sets `path`, creating (or replacing non-document) intermediate levels.
+pub(crate) fn set(doc: &mut Document, path: &str, value: Bson) {
+    match path.split_once('.') {
+        None => {
+            doc.insert(path, value);
+        }
+        Some((first, rest)) => {
+            if !matches!(doc.get(first), Some(Bson::Document(_))) {
+                doc.insert(first, Document::new());
+            }
+            if let Some(Bson::Document(child)) = doc.get_mut(first) {
+                set(child, rest, value);
+            }
+        }
+    }
+}
+
+pub(crate) fn remove(doc: &mut Document, path: &str) -> Option<Bson> {
+    match path.split_once('.') {
+        None => doc.remove(path),
+        Some((first, rest)) => match doc.get_mut(first) {
+            Some(Bson::Document(child)) => remove(child, rest),
+            _ => None,
+        },
+    }
+}
+
+/// Creates `path` as an empty document/array/null when it is absent.
+pub(crate) fn ensure(doc: &mut Document, path: &str, default: Bson) {
+    if get(doc, path).is_none() {
+        set(doc, path, default);
+    }
+}
+
+pub(crate) fn array(doc: &Document, path: &str) -> Vec<Bson> {
+    match get(doc, path) {
+        Some(Bson::Array(items)) => items.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// Serialized BSON size of a document (0 when it cannot be serialized).
+pub(crate) fn size(doc: &Document) -> usize {
+    bson::to_vec(doc).map(|v| v.len()).unwrap_or(0)
+}
+
+fn bytes(value: &Bson) -> Option<Vec<u8>> {
+    let mut d = Document::new();
+    d.insert("v", value.clone());
+    bson::to_vec(&d).ok()
+}
+
+/// Equal types, values and key order (NaN equals itself). Falls back to `==`
+/// for what BSON cannot encode.
+pub(crate) fn same(a: &Bson, b: &Bson) -> bool {
+    match (bytes(a), bytes(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+pub(crate) fn same_doc(a: &Document, b: &Document) -> bool {
+    match (bson::to_vec(a), bson::to_vec(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}

@@ -1,0 +1,300 @@
+//! Golden tests: the fixtures' expected drawers, checked in under
+//! fixtures/expected/<user_id>.json, compared as pretty relaxed Extended JSON
+//! with a line diff on failure. Besides the whole-document comparison, each
+//! case asserts the facts fixtures/README.md states, independently of the files.
+
+mod common;
+
+use bson::{Bson, Document};
+use edn_migrate::drawer::{build, validate, Built, LegacyKind};
+
+const USERS: [&str; 12] = [
+    "1730620800234504", // U04 several initial submissions
+    "1730793600567805", // U05 unmapped keys
+    "1730966400890106", // U06 decimal commas
+    "1731139200345607", // U07 unparsable numbers
+    "1731312000678908", // U08 edad ""
+    "1731657600456710", // U10 plan _id order != date order
+    "1731830400789011", // U11 e<k>_output layout
+    "1732003200123412", // U12 pairing by time, unpaired nutrition plan
+    "1732176000456713", // U13 follow-up linking by date / none
+    "1732348800789014", // U14 plans only
+    "1762976907472415", // U15 dual-write drawer
+    "1733212800456720", // U20 bad documents
+];
+
+fn built(uid: &str) -> Built {
+    let users = common::users();
+    let existing = common::existing_drawers();
+    let user = users
+        .get(uid)
+        .unwrap_or_else(|| panic!("no fixture user {uid}"));
+    build(user, existing.get(uid), &common::opts())
+}
+
+fn diff(expected: &str, actual: &str) -> String {
+    let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    let mut out = String::new();
+    let mut shown = 0;
+    for i in 0..e.len().max(a.len()) {
+        let (x, y) = (e.get(i).copied(), a.get(i).copied());
+        if x != y {
+            out.push_str(&format!(
+                "line {}:\n  - {}\n  + {}\n",
+                i + 1,
+                x.unwrap_or("<end>"),
+                y.unwrap_or("<end>")
+            ));
+            shown += 1;
+            if shown == 20 {
+                out.push_str("  … (more)\n");
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn expected_drawers_match() {
+    let mut failures = Vec::new();
+    for uid in USERS {
+        let b = built(uid);
+        let actual = common::pretty(&b.drawer) + "\n";
+        let path = common::root().join(format!("fixtures/expected/{uid}.json"));
+        if std::env::var_os("GOLDEN_WRITE").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &actual).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        if expected != actual {
+            failures.push(format!("{uid}:\n{}", diff(&expected, &actual)));
+        }
+        assert!(
+            validate(&b.drawer, &[]).is_empty(),
+            "{uid}: {:?}",
+            validate(&b.drawer, &[])
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "drawers differ from fixtures/expected:\n{}",
+        failures.join("\n")
+    );
+}
+
+fn get<'a>(d: &'a Document, p: &str) -> &'a Bson {
+    let mut cur = d.get(p.split('.').next().unwrap()).unwrap_or(&Bson::Null);
+    for k in p.split('.').skip(1) {
+        cur = match cur {
+            Bson::Document(x) => x.get(k).unwrap_or(&Bson::Null),
+            Bson::Array(a) => k
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| a.get(i))
+                .unwrap_or(&Bson::Null),
+            _ => &Bson::Null,
+        };
+    }
+    cur
+}
+
+fn ids(d: &Document, p: &str, key: &str) -> Vec<String> {
+    match get(d, p) {
+        Bson::Array(a) => a
+            .iter()
+            .map(|e| get(e.as_document().unwrap(), key).to_string())
+            .collect(),
+        _ => vec![],
+    }
+}
+
+#[test]
+fn readme_facts_u04_several_submissions() {
+    let d = built("1730620800234504").drawer;
+    assert_eq!(
+        get(&d, "services.training.questionnaires.inicial.submission_id").as_str(),
+        Some("submission_1736935200000904")
+    );
+    assert_eq!(
+        get(&d, "profile.telefono").as_str(),
+        Some("+34 611 222 333")
+    );
+    assert_eq!(
+        get(&d, "profile.profesion").as_str(),
+        Some("Jefe de ventas")
+    );
+    assert_eq!(
+        ids(&d, "services.shared_questionnaires", "submission_id").len(),
+        3
+    );
+}
+
+#[test]
+fn readme_facts_u06_u07_numbers() {
+    let d = built("1730966400890106").drawer;
+    assert_eq!(
+        get(&d, "services.training.measurements.0.data.peso"),
+        &Bson::Double(85.5)
+    );
+    assert_eq!(
+        get(&d, "services.training.measurements.0.data.grasa_porcentaje"),
+        &Bson::Double(18.2)
+    );
+    assert_eq!(
+        get(&d, "services.training.measurements.1.data.peso"),
+        &Bson::Double(83.2)
+    );
+    assert_eq!(
+        get(
+            &d,
+            "services.training.questionnaires.inicial.responses.measurements.peso_kg"
+        )
+        .as_str(),
+        Some("85,5")
+    );
+    let b = built("1731139200345607");
+    assert_eq!(
+        get(&b.drawer, "services.training.measurements.0.data.peso"),
+        &Bson::Null
+    );
+    assert!(b
+        .warnings
+        .iter()
+        .any(|w| w.source_id == "submission_1730569500000001" && w.field == "responses.peso"));
+    assert!(b
+        .warnings
+        .iter()
+        .any(|w| w.field == "measurements.grasa_porcentaje"));
+}
+
+#[test]
+fn readme_facts_u10_u12_u13_plans_and_links() {
+    let d = built("1731657600456710").drawer;
+    assert_eq!(
+        ids(
+            &d,
+            "services.training.snapshots",
+            "plans_generated.training_plan_id"
+        ),
+        [
+            "\"training_1736700000000010\"",
+            "\"training_1733000000000010\"",
+            "\"training_1731400000000010\""
+        ]
+    );
+    let d = built("1732003200123412").drawer;
+    assert_eq!(
+        get(
+            &d,
+            "services.training.snapshots.0.plans_generated.nutrition_plan_id"
+        )
+        .as_str(),
+        Some("nutrition_1738578000000002")
+    );
+    assert_eq!(
+        get(
+            &d,
+            "services.training.snapshots.1.plans_generated.nutrition_plan_id"
+        )
+        .as_str(),
+        Some("nutrition_1740996000000002")
+    );
+    let unpaired = ids(&d, "services.nutrition.plans", "plan_id");
+    assert!(unpaired.contains(&"\"nutrition_1744707600000002\"".to_string()));
+    let d = built("1732176000456713").drawer;
+    let links: Vec<(String, String)> = ["0", "1", "2"]
+        .iter()
+        .map(|i| {
+            let f = format!("services.training.questionnaires.followups.{i}");
+            (
+                get(&d, &format!("{f}.snapshot_link")).to_string(),
+                get(&d, &format!("{f}.previous_snapshot_id")).to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        links,
+        [
+            ("\"none\"".into(), "null".into()),
+            ("\"date\"".into(), "\"snapshot_legacy_v1\"".into()),
+            ("\"date\"".into(), "\"snapshot_legacy_v2\"".into())
+        ]
+    );
+}
+
+#[test]
+fn readme_facts_u14_u15_u16_u17_u20() {
+    let d = built("1732348800789014").drawer;
+    assert_eq!(get(&d, "meta.status").as_str(), Some("needs_review"));
+    assert_eq!(
+        get(&d, "services.training.questionnaires.inicial"),
+        &Bson::Null
+    );
+    assert_eq!(
+        ids(&d, "services.training.snapshots", "snapshot_id").len(),
+        2
+    );
+    let d = built("1762976907472415").drawer;
+    assert_eq!(
+        ids(&d, "services.shared_questionnaires", "submission_id")
+            .iter()
+            .filter(|s| s.contains("submission_1762977310000001"))
+            .count(),
+        1
+    );
+    let b = built("1732521600123416");
+    assert_eq!(
+        ids(
+            &b.drawer,
+            "services.training.snapshots",
+            "plans_generated.training_plan_id"
+        ),
+        ["\"training_1741082400000001\""]
+    );
+    assert!(b
+        .quarantine
+        .iter()
+        .any(|q| q.kind == LegacyKind::TrainingPlan
+            && q.id.as_str() == Some("training_1743674400000001")));
+    let b = built("1732694400456717");
+    assert!(
+        b.created,
+        "the orphan follow-up's user gets a drawer, not 'Drawer not found'"
+    );
+    assert_eq!(
+        get(
+            &b.drawer,
+            "services.training.questionnaires.followups.0.snapshot_link"
+        )
+        .as_str(),
+        Some("none")
+    );
+    let b = built("1733212800456720");
+    let q: Vec<_> = b
+        .quarantine
+        .iter()
+        .map(|q| q.id.as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        q,
+        ["submission_1739268000000001", "training_1741773600000001"]
+    );
+}
+
+#[test]
+fn u18_objectid_plan_ids_keep_their_type() {
+    let d = built("1732867200789018").drawer;
+    assert!(matches!(
+        get(
+            &d,
+            "services.training.snapshots.1.plans_generated.training_plan_id"
+        ),
+        Bson::ObjectId(_)
+    ));
+    assert!(matches!(
+        get(&d, "services.training.plans.1.plan_id"),
+        Bson::ObjectId(_)
+    ));
+}
