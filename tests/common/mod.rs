@@ -4,6 +4,7 @@
 pub mod fixtures;
 pub mod wire;
 
+#[allow(unused_imports)]
 pub use fixtures::*;
 
 use edn_migrate::store::{sqlite::SqliteStore, Store};
