@@ -5,6 +5,7 @@
 //! seam to a database; the phase modules orchestrate the two, one module per
 //! command family, each with one entry function.
 
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod confirm;
