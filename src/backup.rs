@@ -110,7 +110,8 @@ impl CollectionEntry {
 /// layout, with a manifest; reads everything back against the manifest and
 /// records `verified_at` before the folder gets its final name. A collection
 /// that does not exist is backed up as empty files (count 0), so a restore
-/// leaves it empty too.
+/// leaves it empty too. A backup that fails part-way removes its `.partial`
+/// folder; one that fails verification keeps it for inspection.
 pub fn create(
     store: &dyn Store,
     config: &Config,
@@ -127,39 +128,17 @@ pub fn create(
     private_dir_all(backup_dir)?;
     let partial = backup_dir.join(format!("{id}{PARTIAL}"));
     private_dir(&partial)?;
-
-    let mut expected = 0;
-    for ns in &namespaces {
-        expected += store.count(ns)?;
-    }
-    let progress = bar(expected, "backing up");
-    let mut collections = Vec::with_capacity(namespaces.len());
-    for ns in &namespaces {
-        collections.push(dump_collection(store, ns, &partial, &progress)?);
-    }
-    progress.finish_and_clear();
-
-    let mut manifest = Manifest {
-        id: id.clone(),
-        created_at: stamp(now),
-        store: crate::redact::redact_url(&store.describe()),
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        collections,
-        verified_at: None,
+    let manifest = match write_backup(store, &namespaces, &partial, &id, now, started) {
+        Ok(manifest) => manifest,
+        Err(e) => {
+            // Personal data should not linger in a folder nothing will use;
+            // a folder that failed verification stays, for inspection.
+            if !matches!(e, CommandError::Gate(_)) {
+                let _ = fs::remove_dir_all(&partial);
+            }
+            return Err(e);
+        }
     };
-    write_manifest(&partial, &manifest)?;
-    let problems = check(&partial, &manifest)?;
-    if !problems.is_empty() {
-        return Err(CommandError::Gate(format!(
-            "backup {id} was written but does not read back as written:\n  {}\n\
-             {} is kept for inspection and will never count as a backup; check the disk, then run `edn-migrate phase2 backup` again",
-            problems.join("\n  "),
-            partial.display()
-        )));
-    }
-    let verified = now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
-    manifest.verified_at = Some(stamp(verified));
-    write_manifest(&partial, &manifest)?;
 
     let done = backup_dir.join(&id);
     fs::rename(&partial, &done).map_err(CommandError::io(format!(
@@ -201,7 +180,7 @@ pub fn create(
 /// the backup.
 pub fn verify(backup_dir: &Path, id: Option<&str>, now: DateTime<Utc>) -> CommandResult<Output> {
     let (dir, mut manifest) = open_backup(backup_dir, id)?;
-    let problems = check(&dir, &manifest)?;
+    let problems = check(&dir, &manifest);
     if !problems.is_empty() {
         let mut cleared = String::new();
         if manifest.verified_at.is_some() {
@@ -388,7 +367,7 @@ pub fn restore(
     batch_size: u32,
 ) -> CommandResult<Output> {
     let (dir, manifest) = open_backup(backup_dir, Some(id))?;
-    let problems = check(&dir, &manifest)?;
+    let problems = check(&dir, &manifest);
     if !problems.is_empty() {
         return Err(CommandError::Gate(format!(
             "refusing to restore backup {}: it does not verify ({}):\n  {}\n\
@@ -484,6 +463,52 @@ pub fn restore(
             "collections": collections,
         }),
     })
+}
+
+/// Writes the files and the manifest into the `.partial` folder and reads
+/// them back; the manifest returned is verified.
+fn write_backup(
+    store: &dyn Store,
+    namespaces: &[Ns],
+    partial: &Path,
+    id: &str,
+    now: DateTime<Utc>,
+    started: Instant,
+) -> CommandResult<Manifest> {
+    let mut expected = 0;
+    for ns in namespaces {
+        expected += store.count(ns)?;
+    }
+    let progress = bar(expected, "backing up");
+    let mut collections = Vec::with_capacity(namespaces.len());
+    for ns in namespaces {
+        collections.push(dump_collection(store, ns, partial, &progress)?);
+    }
+    progress.finish_and_clear();
+
+    let mut manifest = Manifest {
+        id: id.to_string(),
+        created_at: stamp(now),
+        store: crate::redact::redact_url(&store.describe()),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        collections,
+        verified_at: None,
+    };
+    write_manifest(partial, &manifest)?;
+    let problems = check(partial, &manifest);
+    if !problems.is_empty() {
+        return Err(CommandError::Gate(format!(
+            "backup {id} was written but does not read back as written:\n  {}\n\
+             {} is kept for inspection and will never count as a backup; check the disk, then run `edn-migrate phase2 backup` again",
+            problems.join("\n  "),
+            partial.display()
+        )));
+    }
+    let verified = now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+    manifest.verified_at = Some(stamp(verified));
+    write_manifest(partial, &manifest)?;
+
+    Ok(manifest)
 }
 
 /// The collections a backup holds: the legacy ones, then the drawers, each
@@ -643,9 +668,8 @@ fn is_ascending(direction: &Value) -> bool {
 }
 
 /// Re-reads every file of a backup against its manifest. Returns one line per
-/// difference (empty: the backup verifies); an error only when the folder
-/// itself cannot be read.
-fn check(dir: &Path, manifest: &Manifest) -> CommandResult<Vec<String>> {
+/// difference, unreadable files included (empty: the backup verifies).
+fn check(dir: &Path, manifest: &Manifest) -> Vec<String> {
     let total: u64 = manifest.collections.iter().map(|c| c.bson_bytes).sum();
     let progress = bar(total, "verifying");
     let mut problems = Vec::new();
@@ -654,7 +678,7 @@ fn check(dir: &Path, manifest: &Manifest) -> CommandResult<Vec<String>> {
         check_metadata(dir, entry, &mut problems);
     }
     progress.finish_and_clear();
-    Ok(problems)
+    problems
 }
 
 fn check_bson(dir: &Path, entry: &CollectionEntry, progress: &ProgressBar, out: &mut Vec<String>) {
