@@ -153,6 +153,103 @@ pub enum Command {
     /// Phase 0: prepare the drawer collection and its indexes.
     #[command(subcommand)]
     Phase0(Phase0Command),
+    /// Phase 2: back up, migrate the historical data, validate.
+    #[command(subcommand)]
+    Phase2(Phase2Command),
+    /// Undo a phase.
+    Rollback(RollbackArgs),
+}
+
+/// Phase 2 steps.
+#[derive(Debug, Subcommand)]
+pub enum Phase2Command {
+    /// Back up the legacy collections and client_drawers (mongodump layout,
+    /// manifest with SHA-256), then verify it; or verify or list backups.
+    Backup(BackupArgs),
+    /// Migrate questionnaires, plans, follow-ups, or all (in that order).
+    Migrate(MigrateArgs),
+}
+
+/// Arguments of `phase2 backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where backups live.
+    #[arg(long, env = "EDN_BACKUP_DIR", default_value = "./backups")]
+    pub backup_dir: PathBuf,
+    /// Re-read a backup (the newest if no ID) against its manifest.
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "", conflicts_with = "list")]
+    pub verify: Option<String>,
+    /// List backups with their age.
+    #[arg(long)]
+    pub list: bool,
+}
+
+/// Arguments of `phase2 migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// What to migrate.
+    #[arg(value_enum, default_value_t = crate::phase2::Part::All)]
+    pub part: crate::phase2::Part,
+    /// Print the plan (counts, warnings, sample diffs without values) and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Continue the last unfinished run of the same part and partition from its checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Take only partition I of N (users split by hash), e.g. 0/4.
+    #[arg(long, value_name = "I/N", value_parser = parse_partition)]
+    pub partition: Option<(u32, u32)>,
+    /// Users per write batch (and per checkpoint).
+    #[arg(long, env = "EDN_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// Read at most this many legacy documents per second (be gentle with a production primary).
+    #[arg(long, value_name = "DOCS_PER_SECOND")]
+    pub max_rate: Option<f64>,
+    /// Take the migration lock even if another run holds it (only when that run is dead).
+    #[arg(long)]
+    pub break_lock: bool,
+    /// Run without a verified backup younger than 24 h (needs --reason).
+    #[arg(long, requires = "reason")]
+    pub force: bool,
+    /// Why --force is needed; recorded in the run.
+    #[arg(long, requires = "force")]
+    pub reason: Option<String>,
+    /// Where backups live (for the backup gate).
+    #[arg(long, env = "EDN_BACKUP_DIR", default_value = "./backups")]
+    pub backup_dir: PathBuf,
+    /// Pair a nutrition plan with a training plan at most this many minutes apart.
+    #[arg(long, default_value_t = 60)]
+    pub pairing_window_minutes: i64,
+    /// Move a drawer's oldest snapshots to the archive above this size (MongoDB refuses 16 MiB).
+    #[arg(long, default_value_t = 12)]
+    pub max_drawer_mib: usize,
+}
+
+/// Arguments of `rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The phase to undo.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(2..=2))]
+    pub phase: u8,
+    /// Restore this backup instead of undoing surgically (overwrites what was written since).
+    #[arg(long, value_name = "ID")]
+    pub from_backup: Option<String>,
+    /// Where backups live.
+    #[arg(long, env = "EDN_BACKUP_DIR", default_value = "./backups")]
+    pub backup_dir: PathBuf,
+}
+
+fn parse_partition(text: &str) -> Result<(u32, u32), String> {
+    let (i, n) = text.split_once('/').ok_or("expected I/N, e.g. 0/4")?;
+    let i: u32 = i.trim().parse().map_err(|_| "I must be a whole number")?;
+    let n: u32 = n.trim().parse().map_err(|_| "N must be a whole number")?;
+    if n == 0 || i >= n {
+        return Err(format!(
+            "partition {i}/{n} does not exist: use 0/{n} … {}/{n}",
+            n.saturating_sub(1)
+        ));
+    }
+    Ok((i, n))
 }
 
 /// Arguments of `import`.

@@ -1,11 +1,12 @@
 //! The `edn-migrate` binary: parse, dispatch, print, exit.
 
 use clap::Parser;
-use edn_migrate::cli::{Cli, Command, LogFormat, Phase0Command};
+use edn_migrate::cli::{Cli, Command, LogFormat, MigrateArgs, Phase0Command, Phase2Command};
 use edn_migrate::config::Config;
 use edn_migrate::error::{CommandResult, EXIT_OK};
 use edn_migrate::report::Output;
-use edn_migrate::{confirm, phase0, status, store, transfer};
+use edn_migrate::{backup, confirm, phase0, phase2, rollback, status, store, transfer};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -77,6 +78,42 @@ fn run(cli: Cli) -> CommandResult<Output> {
         Command::Phase0(Phase0Command::Prepare { no_legacy_indexes }) => {
             phase0::prepare(store, &config, !no_legacy_indexes)
         }
+        Command::Phase2(Phase2Command::Backup(args)) => {
+            let now = chrono::Utc::now();
+            match (args.list, args.verify.as_deref()) {
+                (true, _) => backup::list(&args.backup_dir, now),
+                (false, Some(id)) => {
+                    backup::verify(&args.backup_dir, Some(id).filter(|i| !i.is_empty()), now)
+                }
+                (false, None) => backup::create(store, &config, &args.backup_dir, now),
+            }
+        }
+        Command::Phase2(Phase2Command::Migrate(args)) => {
+            phase2::migrate(store, &config, &migrate_options(args))
+        }
+        Command::Rollback(args) => rollback::phase2(
+            store,
+            &config,
+            args.from_backup.as_deref(),
+            &args.backup_dir,
+            cli.global.yes,
+        ),
+    }
+}
+
+fn migrate_options(args: MigrateArgs) -> phase2::MigrateOptions {
+    phase2::MigrateOptions {
+        part: args.part,
+        dry_run: args.dry_run,
+        resume: args.resume,
+        partition: args.partition,
+        batch_size: args.batch_size,
+        max_rate: args.max_rate,
+        break_lock: args.break_lock,
+        force_reason: args.reason.filter(|_| args.force),
+        backup_dir: args.backup_dir,
+        pairing_window_ms: args.pairing_window_minutes * 60_000,
+        max_drawer_bytes: args.max_drawer_mib * 1024 * 1024,
     }
 }
 
@@ -85,6 +122,7 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,edn_migrate=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),

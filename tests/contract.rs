@@ -259,6 +259,24 @@ fn deletes_remove_only_named_ids(store: &dyn Store, db: &str) {
     );
 }
 
+fn conditional_deletes_spare_changed_documents(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "drawers");
+    let a = doc! {"_id": "a", "v": 1, "nested": {"x": [1, 2]}};
+    let b = doc! {"_id": "b", "v": 1};
+    store.insert_many(&ns, &[a.clone(), b.clone()]).unwrap();
+    store
+        .upsert_many(&ns, &[doc! {"_id": "b", "v": 2}])
+        .unwrap();
+    let outcome = store
+        .delete_if_unchanged(&ns, &[a, b, doc! {"_id": "gone"}])
+        .unwrap();
+    assert_eq!(outcome, vec![true, false, false]);
+    assert_eq!(
+        ids(&scan_all(store, &ns, &Scan::by_id(10))),
+        vec![Bson::from("b")]
+    );
+}
+
 fn unique_indexes_are_enforced(store: &dyn Store, db: &str) {
     let ns = Ns::new(db, "client_drawers");
     let spec = IndexSpec::ascending(&["user_id"], true);
@@ -351,6 +369,7 @@ macro_rules! contract {
             case!(conditional_writes_are_atomic_per_document);
             case!(field_updates_touch_only_named_fields);
             case!(deletes_remove_only_named_ids);
+            case!(conditional_deletes_spare_changed_documents);
             case!(unique_indexes_are_enforced);
             case!(renames_move_data_and_refuse_to_clobber);
         }

@@ -58,7 +58,8 @@ pub enum Order {
 pub struct After {
     /// The sort value of the last document already seen (for `ByField`).
     pub field: Option<Bson>,
-    /// The `_id` of the last document already seen.
+    /// The `_id` of the last document already seen; `Bson::MaxKey` skips
+    /// every document with that field value (a whole user, for `--resume`).
     pub id: Bson,
 }
 
@@ -237,6 +238,11 @@ pub trait Store {
 
     /// Deletes documents by `_id`; returns how many were deleted.
     fn delete_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<u64>;
+
+    /// Deletes each document only if it is stored exactly as given (as read
+    /// earlier), atomically per document, so a concurrent write is never
+    /// lost. Returns, in order, whether each was deleted.
+    fn delete_if_unchanged(&self, ns: &Ns, docs: &[Document]) -> StoreResult<Vec<bool>>;
 
     /// Creates an index (and the collection if needed). `Ok(false)` when an
     /// index of that name already exists. A unique index is enforced on every

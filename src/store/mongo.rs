@@ -242,12 +242,7 @@ impl Store for MongoStore {
                     insert_slots.push(slot);
                 }
                 Precondition::Unchanged(expected) => {
-                    let mut q = doc! { "_id": id };
-                    for (k, v) in expected {
-                        if k != "_id" {
-                            q.insert(k.clone(), doc! { "$eq": v.clone() });
-                        }
-                    }
+                    let q = exactly(&id, expected);
                     updates.push(doc! { "q": q, "u": d.clone(), "upsert": false });
                     update_slots.push(slot);
                 }
@@ -329,6 +324,28 @@ impl Store for MongoStore {
         Ok(deleted)
     }
 
+    fn delete_if_unchanged(&self, ns: &Ns, docs: &[Document]) -> StoreResult<Vec<bool>> {
+        let ids: Vec<Bson> = docs.iter().filter_map(|d| d.get("_id").cloned()).collect();
+        let before = self.get_many(ns, &ids)?;
+        let mut statements = Vec::new();
+        for d in docs {
+            statements.push(doc! { "q": exactly(require_id(d)?, d), "limit": 1 });
+        }
+        for chunk in self.write_chunks(ns, "delete", "deletes", statements)? {
+            check_write_errors(ns, &chunk.reply)?;
+        }
+        // The reply counts deletions but does not say which: a document was
+        // deleted if it was stored exactly as given and is gone now.
+        let after = self.get_many(ns, &ids)?;
+        Ok(docs
+            .iter()
+            .map(|d| {
+                before.iter().any(|s| same_bytes(s, d))
+                    && !after.iter().any(|s| s.get("_id") == d.get("_id"))
+            })
+            .collect())
+    }
+
     fn create_index(&self, ns: &Ns, spec: &IndexSpec) -> StoreResult<bool> {
         if self.index_specs(ns)?.iter().any(|s| s.name == spec.name) {
             return Ok(false);
@@ -369,6 +386,12 @@ fn scan_filter(scan: &Scan) -> (Document, Document) {
             doc! { "_id": 1 },
         ),
         (Order::ByField(path), None) => (doc! {}, doc! { path.as_str(): 1, "_id": 1 }),
+        (Order::ByField(path), Some(after)) if after.id == Bson::MaxKey => (
+            // No `_id` is above MaxKey: only the field bound remains (and
+            // servers need not compare MaxKey at all).
+            doc! { path.as_str(): { "$gt": after.field.clone().unwrap_or(Bson::Null) } },
+            doc! { path.as_str(): 1, "_id": 1 },
+        ),
         (Order::ByField(path), Some(after)) => {
             let value = after.field.clone().unwrap_or(Bson::Null);
             (
@@ -380,6 +403,19 @@ fn scan_filter(scan: &Scan) -> (Document, Document) {
             )
         }
     }
+}
+
+/// A filter that matches the document `_id` only while every top-level field
+/// still equals `expected` (embedded documents compare exactly, field order
+/// included, as MongoDB's equality does).
+fn exactly(id: &Bson, expected: &Document) -> Document {
+    let mut q = doc! { "_id": id.clone() };
+    for (k, v) in expected {
+        if k != "_id" {
+            q.insert(k.clone(), doc! { "$eq": v.clone() });
+        }
+    }
+    q
 }
 
 /// Splits statements into chunks bounded by count and encoded size.

@@ -56,6 +56,9 @@ impl Store for ReadOnly<'_> {
     fn delete_many(&self, ns: &Ns, _ids: &[Bson]) -> StoreResult<u64> {
         refuse("delete_many", ns)
     }
+    fn delete_if_unchanged(&self, ns: &Ns, _docs: &[Document]) -> StoreResult<Vec<bool>> {
+        refuse("delete_if_unchanged", ns)
+    }
     fn create_index(&self, ns: &Ns, _spec: &IndexSpec) -> StoreResult<bool> {
         refuse("create_index", ns)
     }

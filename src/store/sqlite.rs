@@ -373,6 +373,27 @@ impl Store for SqliteStore {
         Ok(deleted)
     }
 
+    fn delete_if_unchanged(&self, ns: &Ns, docs: &[Document]) -> StoreResult<Vec<bool>> {
+        let Some(id) = self.collection_id(ns)? else {
+            return Ok(vec![false; docs.len()]);
+        };
+        let table = table(id);
+        let tx = self.conn.unchecked_transaction()?;
+        let mut done = Vec::with_capacity(docs.len());
+        for doc in docs {
+            let key = sort_key(Some(require_id(doc)?));
+            let holds = self.stored_bytes(&table, &key)? == Some(encode(doc)?);
+            if holds {
+                self.conn
+                    .prepare_cached(&format!("DELETE FROM {table} WHERE k = ?1"))?
+                    .execute(params![key])?;
+            }
+            done.push(holds);
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+
     fn create_index(&self, ns: &Ns, spec: &IndexSpec) -> StoreResult<bool> {
         if spec.keys.is_empty() {
             return Err(StoreError::BadName(spec.name.clone()));

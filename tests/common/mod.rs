@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod tool;
 pub mod wire;
 
 #[allow(unused_imports)]

@@ -1,0 +1,523 @@
+//! `phase2 migrate`: stream the legacy collections user by user, build each
+//! drawer with the mapping library, write what changed in batches.
+//!
+//! Order of writes inside a batch: archived snapshots, then drawers (each one
+//! conditional on the drawer being exactly as read, so a concurrent dual-write
+//! is never overwritten: the user is rebuilt instead), then plan stamps, then
+//! quarantine records, then the checkpoint. Redoing a batch after a crash
+//! writes nothing new, which is what makes `--resume` safe.
+
+use super::diff::diff_paths;
+use super::runs::{Checkpoint, Tally};
+use crate::config::{own, Config};
+use crate::drawer::{self, BuildOptions, Built, LegacyKind, LegacyUser, Scope};
+use crate::engine::merge::{partition_of, Group, PerUser, Source};
+use crate::error::CommandResult;
+use crate::extjson;
+use crate::store::{FieldUpdate, Ns, Precondition, Store};
+use bson::{doc, Bson, Document};
+use indicatif::ProgressBar;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// How many times a drawer that changed under us is re-read and rebuilt.
+const MAX_RETRIES: usize = 3;
+
+/// What one migrate pass needs besides the store and the configuration.
+#[derive(Debug, Clone)]
+pub struct Pass {
+    /// Which legacy collections to migrate.
+    pub scope: Scope,
+    /// Users per write batch (and per checkpoint).
+    pub batch_size: u32,
+    /// `(i, n)`: only users whose hash falls in partition `i` of `n`.
+    pub partition: Option<(u32, u32)>,
+    /// Legacy documents per second at most.
+    pub max_rate: Option<f64>,
+    /// Plan without writing.
+    pub dry_run: bool,
+    /// How many sample diffs a dry run keeps.
+    pub samples: usize,
+    /// The build options (clock, run id, limits).
+    pub build: BuildOptions,
+}
+
+/// A dry-run sample: one drawer's changed paths, no values.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sample {
+    /// The drawer id.
+    pub drawer_id: String,
+    /// Whether the run would create it.
+    pub created: bool,
+    /// Changed paths, one per line.
+    pub changes: Vec<String>,
+}
+
+/// The outcome of a pass.
+#[derive(Debug, Default)]
+pub struct PassResult {
+    /// Everything counted.
+    pub tally: Tally,
+    /// Sample diffs (dry run).
+    pub samples: Vec<Sample>,
+}
+
+/// Runs one pass over all users after `after_user`, calling `checkpoint`
+/// after every batch that was fully written.
+pub fn run_pass(
+    store: &dyn Store,
+    config: &Config,
+    pass: &Pass,
+    after_user: Option<&str>,
+    progress: &ProgressBar,
+    checkpoint: &mut dyn FnMut(&Tally, &Checkpoint) -> CommandResult<()>,
+) -> CommandResult<PassResult> {
+    let sources = sources(config);
+    let after = after_user.map(Bson::from);
+    let groups = PerUser::open(
+        store,
+        sources.each_ref(),
+        pass.batch_size.max(100),
+        after.as_ref(),
+    )?;
+    let mut batcher = Batcher {
+        store,
+        config,
+        pass,
+        result: PassResult::default(),
+        started: Instant::now(),
+        batches: 0,
+    };
+    let mut batch = Vec::new();
+    for group in groups {
+        let group = group?;
+        progress.inc(group.len() as u64);
+        if let Some((i, n)) = pass.partition {
+            if is_user(&group) && partition_of(&group.user_id, n) != i {
+                continue;
+            }
+        }
+        batch.push(group);
+        if batch.len() >= pass.batch_size as usize {
+            batcher.flush(std::mem::take(&mut batch), checkpoint)?;
+        }
+    }
+    batcher.flush(batch, checkpoint)?;
+    Ok(batcher.result)
+}
+
+/// The four per-user collections, in the merge order of `Source`.
+fn sources(config: &Config) -> [Ns; 4] {
+    [
+        config.legacy(&config.submissions),
+        config.legacy(&config.followups),
+        config.legacy(&config.training_plans),
+        config.legacy(&config.nutrition_plans),
+    ]
+}
+
+fn kind_of(source: Source) -> LegacyKind {
+    match source {
+        Source::Submissions => LegacyKind::Submission,
+        Source::Followups => LegacyKind::Followup,
+        Source::TrainingPlans => LegacyKind::TrainingPlan,
+        Source::NutritionPlans => LegacyKind::NutritionPlan,
+    }
+}
+
+fn collection_of(config: &Config, kind: LegacyKind) -> &str {
+    match kind {
+        LegacyKind::Submission => &config.submissions,
+        LegacyKind::Followup => &config.followups,
+        LegacyKind::TrainingPlan => &config.training_plans,
+        LegacyKind::NutritionPlan => &config.nutrition_plans,
+    }
+}
+
+fn is_user(group: &Group) -> bool {
+    matches!(&group.user_id, Bson::String(s) if !s.trim().is_empty())
+}
+
+/// Everything a batch will write, gathered before anything is written.
+/// A drawer to write and what it adds, counted only once it is written.
+struct PendingDrawer {
+    doc: Document,
+    condition: Precondition,
+    created: bool,
+    snapshots: u64,
+    followups: u64,
+}
+
+#[derive(Default)]
+struct Writes {
+    drawers: Vec<PendingDrawer>,
+    users: Vec<LegacyUser>,
+    archived: Vec<Document>,
+    stamps: BTreeMap<LegacyKind, Vec<FieldUpdate>>,
+    quarantine: Vec<Document>,
+}
+
+struct Batcher<'a> {
+    store: &'a dyn Store,
+    config: &'a Config,
+    pass: &'a Pass,
+    result: PassResult,
+    started: Instant,
+    batches: u64,
+}
+
+impl Batcher<'_> {
+    fn flush(
+        &mut self,
+        groups: Vec<Group>,
+        checkpoint: &mut dyn FnMut(&Tally, &Checkpoint) -> CommandResult<()>,
+    ) -> CommandResult<()> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let last_user = groups
+            .iter()
+            .rev()
+            .find(|g| is_user(g))
+            .map(|g| bson_string(&g.user_id));
+        let mut tally = Tally::default();
+        let mut writes = Writes::default();
+        self.split(groups, &mut writes, &mut tally);
+        let users = std::mem::take(&mut writes.users);
+        let existing = self.existing(&users)?;
+        for user in &users {
+            let found = existing.get(&drawer::drawer_id(&user.user_id));
+            let built = drawer::build(user, found, &self.pass.build);
+            self.account(user, found, built, &mut writes, &mut tally);
+        }
+        self.write_drawers(&users, &mut writes, &mut tally)?;
+        self.write_side_effects(&mut writes, &mut tally)?;
+        self.result.tally.absorb(&tally);
+        self.batches += 1;
+        if let Some(last_user_id) = last_user {
+            checkpoint(
+                &self.result.tally,
+                &Checkpoint {
+                    last_user_id,
+                    batches: self.batches,
+                },
+            )?;
+        }
+        self.throttle();
+        Ok(())
+    }
+
+    /// Sends documents that fail triage to quarantine; the rest, per user.
+    fn split(&self, groups: Vec<Group>, writes: &mut Writes, tally: &mut Tally) {
+        for group in groups {
+            tally.documents += group.len() as u64;
+            let mut user = LegacyUser {
+                user_id: bson_string(&group.user_id),
+                ..LegacyUser::default()
+            };
+            for source in Source::ALL {
+                let kind = kind_of(source);
+                for doc in group.of(source) {
+                    match drawer::triage(kind, doc) {
+                        Ok(()) => match kind {
+                            LegacyKind::Submission => user.submissions.push(doc.clone()),
+                            LegacyKind::Followup => user.followups.push(doc.clone()),
+                            LegacyKind::TrainingPlan => user.training_plans.push(doc.clone()),
+                            LegacyKind::NutritionPlan => user.nutrition_plans.push(doc.clone()),
+                        },
+                        Err(reason) => writes.quarantine.push(self.quarantine_doc(
+                            kind,
+                            doc.get("_id"),
+                            doc.get("user_id"),
+                            &reason,
+                        )),
+                    }
+                }
+            }
+            if is_user(&group) {
+                tally.users += 1;
+                writes.users.push(user);
+            }
+        }
+    }
+
+    fn existing(&self, users: &[LegacyUser]) -> CommandResult<HashMap<String, Document>> {
+        let ids: Vec<Bson> = users
+            .iter()
+            .map(|u| Bson::from(drawer::drawer_id(&u.user_id)))
+            .collect();
+        let found = self.store.get_many(&self.config.drawers_ns(), &ids)?;
+        Ok(found
+            .into_iter()
+            .filter_map(|d| Some((d.get_str("_id").ok()?.to_string(), d)))
+            .collect())
+    }
+
+    /// Counts a build and queues what it writes.
+    fn account(
+        &mut self,
+        user: &LegacyUser,
+        found: Option<&Document>,
+        built: Built,
+        writes: &mut Writes,
+        tally: &mut Tally,
+    ) {
+        for w in &built.warnings {
+            *tally
+                .warnings
+                .entry(w.kind.as_str().to_string())
+                .or_default() += 1;
+        }
+        for q in &built.quarantine {
+            writes.quarantine.push(self.quarantine_doc(
+                q.kind,
+                Some(&q.id),
+                Some(&Bson::from(user.user_id.as_str())),
+                &q.reason,
+            ));
+        }
+        for stamp in &built.plan_stamps {
+            writes.stamps.entry(stamp.kind).or_default().push(FieldUpdate {
+                id: stamp.plan_id.clone(),
+                set: doc! { "snapshot_id": &stamp.snapshot_id, "client_drawer_id": &stamp.client_drawer_id },
+                unset: Vec::new(),
+            });
+        }
+        if !built.changed {
+            tally.drawers_unchanged += 1;
+            return;
+        }
+        self.keep_sample(user, found, &built);
+        writes.drawers.push(PendingDrawer {
+            snapshots: added(found, &built.drawer, "snapshots", "snapshot_id")
+                + built.archived.len() as u64,
+            followups: added(found, &built.drawer, "followups", "followup_id"),
+            created: built.created,
+            condition: match found {
+                Some(d) => Precondition::Unchanged(d.clone()),
+                None => Precondition::Absent,
+            },
+            doc: built.drawer,
+        });
+        writes.archived.extend(built.archived);
+    }
+
+    /// Keeps a few sample diffs, preferring updates of existing drawers (the
+    /// interesting case) over creations.
+    fn keep_sample(&mut self, user: &LegacyUser, found: Option<&Document>, built: &Built) {
+        let samples = &mut self.result.samples;
+        let full = samples.len() >= self.pass.samples;
+        let replace_a_creation = !built.created && samples.iter().all(|s| s.created);
+        if self.pass.samples == 0 || (full && !replace_a_creation) {
+            return;
+        }
+        if full {
+            samples.pop();
+        }
+        let sample = Sample {
+            drawer_id: drawer::drawer_id(&user.user_id),
+            created: built.created,
+            changes: diff_paths(found, &built.drawer),
+        };
+        if built.created {
+            samples.push(sample);
+        } else {
+            samples.insert(0, sample);
+        }
+    }
+
+    /// Writes archived snapshots then drawers; a drawer that changed since it
+    /// was read (a dual-write landed) is re-read and rebuilt, never clobbered.
+    fn write_drawers(
+        &mut self,
+        users: &[LegacyUser],
+        writes: &mut Writes,
+        tally: &mut Tally,
+    ) -> CommandResult<()> {
+        let ns = self.config.drawers_ns();
+        for attempt in 0..=MAX_RETRIES {
+            self.write_archive(writes, tally)?;
+            let pending = std::mem::take(&mut writes.drawers);
+            let done = if self.pass.dry_run || pending.is_empty() {
+                vec![true; pending.len()]
+            } else {
+                let batch: Vec<(Document, Precondition)> = pending
+                    .iter()
+                    .map(|p| (p.doc.clone(), p.condition.clone()))
+                    .collect();
+                self.store.put_if(&ns, &batch)?
+            };
+            let mut lost = Vec::new();
+            for (p, ok) in pending.into_iter().zip(done) {
+                if ok {
+                    count_written(&p, tally);
+                } else {
+                    lost.push(p.doc.get_str("_id").unwrap_or_default().to_string());
+                }
+            }
+            if lost.is_empty() {
+                return Ok(());
+            }
+            if attempt == MAX_RETRIES {
+                return Err(crate::error::CommandError::Gate(format!(
+                    "{} drawer(s) kept changing while this run wrote them ({}): the application is writing heavily; run again with --resume in a quieter moment",
+                    lost.len(),
+                    lost.join(", ")
+                )));
+            }
+            tally.retried += lost.len() as u64;
+            self.rebuild(users, &lost, writes, tally)?;
+        }
+        Ok(())
+    }
+
+    fn rebuild(
+        &mut self,
+        users: &[LegacyUser],
+        lost: &[String],
+        writes: &mut Writes,
+        tally: &mut Tally,
+    ) -> CommandResult<()> {
+        let again: Vec<LegacyUser> = users
+            .iter()
+            .filter(|u| lost.contains(&drawer::drawer_id(&u.user_id)))
+            .cloned()
+            .collect();
+        let existing = self.existing(&again)?;
+        for user in &again {
+            let found = existing.get(&drawer::drawer_id(&user.user_id));
+            let built = drawer::build(user, found, &self.pass.build);
+            // Only the drawer is redone: warnings, stamps and quarantine were queued already.
+            let built = Built {
+                warnings: Vec::new(),
+                quarantine: Vec::new(),
+                plan_stamps: Vec::new(),
+                ..built
+            };
+            self.account(user, found, built, writes, tally);
+        }
+        Ok(())
+    }
+
+    fn write_archive(&self, writes: &mut Writes, tally: &mut Tally) -> CommandResult<()> {
+        if writes.archived.is_empty() {
+            return Ok(());
+        }
+        if !self.pass.dry_run {
+            self.store
+                .upsert_many(&self.config.drawer(own::SNAPSHOT_ARCHIVE), &writes.archived)?;
+        }
+        tally.writes += writes.archived.len() as u64;
+        writes.archived.clear();
+        Ok(())
+    }
+
+    /// Plan stamps and quarantine records, skipping quarantine records that
+    /// are already stored as they are (so a re-run writes nothing).
+    fn write_side_effects(&self, writes: &mut Writes, tally: &mut Tally) -> CommandResult<()> {
+        for (kind, updates) in std::mem::take(&mut writes.stamps) {
+            if !self.pass.dry_run {
+                self.store.update_fields(
+                    &self.config.legacy(collection_of(self.config, kind)),
+                    &updates,
+                )?;
+            }
+            tally.writes += updates.len() as u64;
+        }
+        let quarantine = std::mem::take(&mut writes.quarantine);
+        tally.quarantined += quarantine.len() as u64;
+        let ns = self.config.drawer(own::QUARANTINE);
+        let ids: Vec<Bson> = quarantine
+            .iter()
+            .filter_map(|d| d.get("_id").cloned())
+            .collect();
+        let stored = self.store.get_many(&ns, &ids)?;
+        let fresh: Vec<Document> = quarantine
+            .into_iter()
+            .filter(|q| {
+                !stored
+                    .iter()
+                    .any(|s| s.get("_id") == q.get("_id") && s.get("reason") == q.get("reason"))
+            })
+            .collect();
+        if !fresh.is_empty() && !self.pass.dry_run {
+            self.store.upsert_many(&ns, &fresh)?;
+        }
+        tally.writes += fresh.len() as u64;
+        Ok(())
+    }
+
+    /// A quarantine record: which document, from where, why. No content.
+    fn quarantine_doc(
+        &self,
+        kind: LegacyKind,
+        id: Option<&Bson>,
+        user_id: Option<&Bson>,
+        reason: &str,
+    ) -> Document {
+        let collection = collection_of(self.config, kind);
+        let id = id.cloned().unwrap_or(Bson::Null);
+        doc! {
+            "_id": format!("{collection}:{}", extjson::to_json(&id)),
+            "source_collection": collection,
+            "source_id": id,
+            "user_id": user_id.cloned().unwrap_or(Bson::Null),
+            "reason": reason,
+            "run_id": &self.pass.build.run_id,
+            "quarantined_at": self.pass.build.now,
+        }
+    }
+
+    fn throttle(&self) {
+        let Some(rate) = self.pass.max_rate.filter(|r| *r > 0.0) else {
+            return;
+        };
+        let due = Duration::from_secs_f64(self.result.tally.documents as f64 / rate);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+fn count_written(p: &PendingDrawer, tally: &mut Tally) {
+    if p.created {
+        tally.drawers_created += 1;
+    } else {
+        tally.drawers_updated += 1;
+    }
+    tally.snapshots += p.snapshots;
+    tally.followups += p.followups;
+    tally.writes += 1;
+}
+
+/// How many entries of `services.training…<array>` the new drawer has that
+/// the old one did not, by key.
+fn added(old: Option<&Document>, new: &Document, array: &str, key: &str) -> u64 {
+    let keys = |d: &Document| -> Vec<Bson> {
+        let training = d
+            .get_document("services")
+            .and_then(|s| s.get_document("training"));
+        let list = match array {
+            "followups" => training
+                .and_then(|t| t.get_document("questionnaires"))
+                .and_then(|q| q.get_array("followups")),
+            _ => training.and_then(|t| t.get_array(array)),
+        };
+        list.map(|l| {
+            l.iter()
+                .filter_map(|e| e.as_document()?.get(key).cloned())
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let before = old.map(keys).unwrap_or_default();
+    keys(new).iter().filter(|k| !before.contains(k)).count() as u64
+}
+
+fn bson_string(value: &Bson) -> String {
+    match value {
+        Bson::String(s) => s.clone(),
+        Bson::Null => String::new(),
+        other => other.to_string(),
+    }
+}

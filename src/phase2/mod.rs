@@ -1,0 +1,387 @@
+//! Phase 2: migrate the historical data into the drawers.
+//!
+//! `migrate` is the main job: gate on a verified backup, take the lock, record
+//! the run, stream and build, checkpoint every batch, and end with a summary
+//! that adds up. `--dry-run` runs the same pass on a read-only store.
+
+pub mod diff;
+pub mod migrate;
+pub mod runs;
+
+use crate::backup;
+use crate::config::{own, Config};
+use crate::drawer::{BuildOptions, Scope};
+use crate::engine::lock::{self, Claim};
+use crate::error::{CommandError, CommandResult};
+use crate::report::{table, Output};
+use crate::store::readonly::ReadOnly;
+use crate::store::Store;
+use chrono::{DateTime, Duration, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use migrate::{run_pass, Pass, PassResult};
+use runs::{new_run_id, resumable, RunRecord};
+use serde_json::json;
+use std::path::PathBuf;
+
+/// A backup older than this does not satisfy the migrate gate.
+pub const BACKUP_MAX_AGE_HOURS: i64 = 24;
+
+/// Which part of phase 2 to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Initial questionnaires (shared_questionnaires, inicial, profile, measurements).
+    Questionnaires,
+    /// Training and nutrition plans (snapshots, plans, stamps).
+    Plans,
+    /// Follow-ups (linked to the snapshots, so after plans).
+    Followups,
+    /// All three, in the right order.
+    All,
+}
+
+impl Part {
+    /// The builder scope of this part.
+    pub fn scope(self) -> Scope {
+        match self {
+            Part::Questionnaires => Scope::questionnaires(),
+            Part::Plans => Scope::plans(),
+            Part::Followups => Scope::followups(),
+            Part::All => Scope::all(),
+        }
+    }
+
+    /// The name used in run records and output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Questionnaires => "questionnaires",
+            Part::Plans => "plans",
+            Part::Followups => "followups",
+            Part::All => "all",
+        }
+    }
+}
+
+/// Everything `phase2 migrate` was asked.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// What to migrate.
+    pub part: Part,
+    /// Plan only; guaranteed to write nothing.
+    pub dry_run: bool,
+    /// Continue the last unfinished run of the same part and partition.
+    pub resume: bool,
+    /// `(i, n)`: this process takes partition `i` of `n`.
+    pub partition: Option<(u32, u32)>,
+    /// Users per batch.
+    pub batch_size: u32,
+    /// Legacy documents per second at most.
+    pub max_rate: Option<f64>,
+    /// Take the lock from another run.
+    pub break_lock: bool,
+    /// Run without a recent verified backup, for this recorded reason.
+    pub force_reason: Option<String>,
+    /// Where backups live.
+    pub backup_dir: PathBuf,
+    /// Nutrition ↔ training pairing window.
+    pub pairing_window_ms: i64,
+    /// Drawer size limit before snapshots are archived.
+    pub max_drawer_bytes: usize,
+}
+
+/// The top-level entry point for `phase2 migrate`.
+pub fn migrate(store: &dyn Store, config: &Config, opts: &MigrateOptions) -> CommandResult<Output> {
+    let now = Utc::now();
+    let run_id = new_run_id(now);
+    if opts.dry_run {
+        let result = pass(
+            &ReadOnly(store),
+            config,
+            opts,
+            &run_id,
+            now,
+            None,
+            &mut |_, _| Ok(()),
+        )?;
+        return Ok(render(config, opts, &run_id, "planned", &result, None, now));
+    }
+    check_backup(opts, now)?;
+    let claim = Claim::for_this_process("phase2", &run_id, opts.break_lock);
+    let lock_ns = config.drawer(own::LOCK);
+    let mut lease = lock::acquire(store, &lock_ns, &claim, now)?;
+    let mut record = RunRecord::start(
+        &run_id,
+        &format!("phase2 migrate {}", opts.part.name()),
+        opts.part.name(),
+        partition_name(opts),
+        store,
+        now,
+    );
+    record.force_reason = opts.force_reason.clone();
+    let after = if opts.resume {
+        resume_point(store, config, opts, &mut record)?
+    } else {
+        None
+    };
+    record.save(store, config)?;
+    tracing::info!(run_id = %run_id, part = opts.part.name(), "phase 2 migrate started");
+    let outcome = {
+        let mut on_batch = |tally: &runs::Tally, mark: &runs::Checkpoint| -> CommandResult<()> {
+            record.tally = tally.clone();
+            record.checkpoint = Some(mark.clone());
+            record.save(store, config)?;
+            lease.heartbeat(store, Utc::now())
+        };
+        pass(
+            store,
+            config,
+            opts,
+            &run_id,
+            now,
+            after.as_deref(),
+            &mut on_batch,
+        )
+    };
+    finish(store, config, opts, record, lease, outcome, now)
+}
+
+/// Saves the run's end, gives the lock back, and renders the summary (or the
+/// error, saying what was done and how to continue).
+fn finish(
+    store: &dyn Store,
+    config: &Config,
+    opts: &MigrateOptions,
+    mut record: RunRecord,
+    lease: lock::Lease,
+    outcome: CommandResult<PassResult>,
+    started: DateTime<Utc>,
+) -> CommandResult<Output> {
+    match outcome {
+        Ok(result) => {
+            record.tally = result.tally.clone();
+            record.finish(store, config, "succeeded", None, Utc::now())?;
+            lease.release(store, Utc::now())?;
+            tracing::info!(run_id = %record.run_id, "phase 2 migrate succeeded");
+            Ok(render(
+                config,
+                opts,
+                &record.run_id,
+                "succeeded",
+                &result,
+                record.resumed_from.as_deref(),
+                started,
+            ))
+        }
+        Err(e) => {
+            let _ = record.finish(store, config, "failed", Some(e.to_string()), Utc::now());
+            let _ = lease.release(store, Utc::now());
+            let done = match &record.checkpoint {
+                Some(c) => format!(
+                    "{} batches were written and checkpointed (last user {})",
+                    c.batches, c.last_user_id
+                ),
+                None => "no batch was completed".to_string(),
+            };
+            let message = format!(
+                "{e}\nrun {} failed: {done}; what was written is consistent and stamped with the run id.\n\
+                 continue with `edn-migrate phase2 migrate {} --resume`, or undo it with `edn-migrate rollback --phase 2`",
+                record.run_id,
+                opts.part.name()
+            );
+            Err(match e {
+                CommandError::LockHeld(_) => CommandError::LockHeld(message),
+                CommandError::Gate(_) => CommandError::Gate(message),
+                _ => CommandError::Input(message),
+            })
+        }
+    }
+}
+
+fn pass(
+    store: &dyn Store,
+    config: &Config,
+    opts: &MigrateOptions,
+    run_id: &str,
+    now: DateTime<Utc>,
+    after: Option<&str>,
+    on_batch: &mut dyn FnMut(&runs::Tally, &runs::Checkpoint) -> CommandResult<()>,
+) -> CommandResult<PassResult> {
+    let mut build = BuildOptions::new(bson::DateTime::from_chrono(now), run_id);
+    build.scope = opts.part.scope();
+    build.pairing_window_ms = opts.pairing_window_ms;
+    build.max_drawer_bytes = opts.max_drawer_bytes;
+    let pass = Pass {
+        scope: opts.part.scope(),
+        batch_size: opts.batch_size,
+        partition: opts.partition,
+        max_rate: opts.max_rate,
+        dry_run: opts.dry_run,
+        samples: if opts.dry_run { 3 } else { 0 },
+        build,
+    };
+    let progress = progress_bar(store, config)?;
+    let result = run_pass(store, config, &pass, after, &progress, on_batch);
+    progress.finish_and_clear();
+    result
+}
+
+fn progress_bar(store: &dyn Store, config: &Config) -> CommandResult<ProgressBar> {
+    let mut total = 0;
+    for coll in config.per_user_collections() {
+        total += store.count(&config.legacy(coll))?;
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(
+        "migrating [{bar:30}] {pos}/{len} documents {per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    Ok(bar)
+}
+
+/// The gate: a verified backup younger than 24 h, or `--force --reason`.
+fn check_backup(opts: &MigrateOptions, now: DateTime<Utc>) -> CommandResult<()> {
+    if let Some(reason) = &opts.force_reason {
+        tracing::warn!(reason = %reason, "backup gate overridden with --force");
+        return Ok(());
+    }
+    let latest = backup::latest_verified(&opts.backup_dir)?;
+    let fix = "run `edn-migrate phase2 backup`, or pass `--force --reason \"…\"`";
+    let Some(manifest) = latest else {
+        return Err(CommandError::Gate(format!(
+            "no verified backup in {}: {fix}",
+            opts.backup_dir.display()
+        )));
+    };
+    let taken = DateTime::parse_from_rfc3339(&manifest.created_at).map(|t| t.with_timezone(&Utc));
+    match taken {
+        Ok(t) if now - t <= Duration::hours(BACKUP_MAX_AGE_HOURS) => Ok(()),
+        Ok(t) => Err(CommandError::Gate(format!(
+            "backup {} is older than {BACKUP_MAX_AGE_HOURS} h (taken {}): {fix}",
+            manifest.id,
+            t.format("%Y-%m-%d %H:%M UTC")
+        ))),
+        Err(_) => Err(CommandError::Gate(format!(
+            "backup {} has an unreadable date: {fix}",
+            manifest.id
+        ))),
+    }
+}
+
+fn resume_point(
+    store: &dyn Store,
+    config: &Config,
+    opts: &MigrateOptions,
+    record: &mut RunRecord,
+) -> CommandResult<Option<String>> {
+    let Some(previous) = resumable(store, config, opts.part.name(), &partition_name(opts))? else {
+        tracing::info!("--resume: no unfinished run of this part; starting from the beginning");
+        return Ok(None);
+    };
+    record.resumed_from = Some(previous.run_id.clone());
+    Ok(previous.checkpoint.map(|c| c.last_user_id))
+}
+
+fn partition_name(opts: &MigrateOptions) -> Option<String> {
+    opts.partition.map(|(i, n)| format!("{i}/{n}"))
+}
+
+fn render(
+    config: &Config,
+    opts: &MigrateOptions,
+    run_id: &str,
+    outcome: &str,
+    result: &PassResult,
+    resumed_from: Option<&str>,
+    started: DateTime<Utc>,
+) -> Output {
+    let t = &result.tally;
+    let seconds = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
+    let rows: Vec<Vec<String>> = [
+        ("users", t.users),
+        ("drawers created", t.drawers_created),
+        ("drawers updated", t.drawers_updated),
+        ("drawers unchanged", t.drawers_unchanged),
+        ("snapshots added", t.snapshots),
+        ("follow-ups added", t.followups),
+        ("quarantined documents", t.quarantined),
+        ("legacy documents read", t.documents),
+        (
+            if opts.dry_run {
+                "documents to write"
+            } else {
+                "documents written"
+            },
+            t.writes,
+        ),
+    ]
+    .iter()
+    .map(|(k, v)| vec![k.to_string(), v.to_string()])
+    .collect();
+    let mut text = if opts.dry_run {
+        format!(
+            "phase2 migrate {} --dry-run: nothing was written; this is the plan (run {run_id})\n",
+            opts.part.name()
+        )
+    } else {
+        format!(
+            "phase2 migrate {}: {outcome} in {seconds:.1} s (run {run_id})\n",
+            opts.part.name()
+        )
+    };
+    if let Some(previous) = resumed_from {
+        text.push_str(&format!("resumed from run {previous}\n"));
+    }
+    text.push_str(&table(&rows));
+    if !t.warnings.is_empty() {
+        text.push_str("warnings by kind\n");
+        let rows: Vec<Vec<String>> = t
+            .warnings
+            .iter()
+            .map(|(k, v)| vec![k.clone(), v.to_string()])
+            .collect();
+        text.push_str(&table(&rows));
+    }
+    for sample in &result.samples {
+        text.push_str(&format!(
+            "sample: {} ({})\n",
+            sample.drawer_id,
+            if sample.created {
+                "would be created"
+            } else {
+                "would change"
+            }
+        ));
+        for line in &sample.changes {
+            text.push_str(&format!("    {line}\n"));
+        }
+    }
+    if t.quarantined > 0 {
+        text.push_str(&format!(
+            "quarantined documents are listed in {}.{} with their reason\n",
+            config.drawer_db,
+            own::QUARANTINE
+        ));
+    }
+    let json = json!({
+        "run_id": run_id,
+        "dry_run": opts.dry_run,
+        "outcome": outcome,
+        "part": opts.part.name(),
+        "partition": partition_name(opts),
+        "resumed_from": resumed_from,
+        "seconds": seconds,
+        "users": t.users,
+        "drawers_created": t.drawers_created,
+        "drawers_updated": t.drawers_updated,
+        "drawers_unchanged": t.drawers_unchanged,
+        "snapshots": t.snapshots,
+        "followups": t.followups,
+        "quarantined": t.quarantined,
+        "documents": t.documents,
+        "retried": t.retried,
+        "warnings": t.warnings,
+        "writes": t.writes,
+        "samples": result.samples,
+    });
+    Output { text, json }
+}

@@ -1,0 +1,199 @@
+//! Run records (`migration_runs`): what each run was asked, what it did, how
+//! it ended, and where it stopped, so `--resume` needs no file of its own and
+//! a failed run never leaves a flag for a human to reset.
+
+use crate::config::own;
+use crate::config::Config;
+use crate::error::CommandResult;
+use crate::redact::redact_text;
+use crate::store::{Ns, Scan, Store};
+use bson::{doc, Bson, Document};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Every number a migrate run reports; they add up
+/// (`drawers_created + drawers_updated + drawers_unchanged == users`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Users seen (with a usable `user_id`).
+    pub users: u64,
+    /// Drawers written for the first time.
+    pub drawers_created: u64,
+    /// Existing drawers changed.
+    pub drawers_updated: u64,
+    /// Users whose drawer needed no write (already migrated, or nothing in scope).
+    pub drawers_unchanged: u64,
+    /// Snapshots added to drawers.
+    pub snapshots: u64,
+    /// Follow-ups added to drawers.
+    pub followups: u64,
+    /// Legacy documents sent to quarantine.
+    pub quarantined: u64,
+    /// Warnings by kind.
+    pub warnings: BTreeMap<String, u64>,
+    /// Documents written (drawers, archived snapshots, plan stamps, quarantine records).
+    pub writes: u64,
+    /// Legacy documents read.
+    pub documents: u64,
+    /// Drawers that changed under us (dual-write) and were rebuilt.
+    pub retried: u64,
+}
+
+impl Tally {
+    /// Adds another tally (a batch's) to this one.
+    pub fn absorb(&mut self, other: &Tally) {
+        self.users += other.users;
+        self.drawers_created += other.drawers_created;
+        self.drawers_updated += other.drawers_updated;
+        self.drawers_unchanged += other.drawers_unchanged;
+        self.snapshots += other.snapshots;
+        self.followups += other.followups;
+        self.quarantined += other.quarantined;
+        self.writes += other.writes;
+        self.documents += other.documents;
+        self.retried += other.retried;
+        for (k, v) in &other.warnings {
+            *self.warnings.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+/// Where a run stopped: the last user whose batch was fully written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The last finished user id.
+    pub last_user_id: String,
+    /// Batches finished so far.
+    pub batches: u64,
+}
+
+/// One run of `phase2 migrate`, as stored in `migration_runs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run id, also stamped in every drawer the run changed.
+    #[serde(rename = "_id")]
+    pub run_id: String,
+    /// The command, e.g. `phase2 migrate all`.
+    pub command: String,
+    /// The scope (`all`, `questionnaires`, …) and partition, which a resume must match.
+    pub scope: String,
+    /// `i/N` when partitioned.
+    pub partition: Option<String>,
+    /// The command line, with secrets redacted.
+    pub args: Vec<String>,
+    /// The store, redacted.
+    pub store: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it ended, if it did.
+    pub ended_at: Option<String>,
+    /// `running`, `succeeded` or `failed`.
+    pub outcome: String,
+    /// Why it failed, redacted.
+    pub error: Option<String>,
+    /// The reason given with `--force`.
+    pub force_reason: Option<String>,
+    /// The run this one resumed.
+    pub resumed_from: Option<String>,
+    /// Where it stopped.
+    pub checkpoint: Option<Checkpoint>,
+    /// What it did so far.
+    pub tally: Tally,
+}
+
+impl RunRecord {
+    /// A new record for a run that is starting.
+    pub fn start(
+        run_id: &str,
+        command: &str,
+        scope: &str,
+        partition: Option<String>,
+        store: &dyn Store,
+        now: DateTime<Utc>,
+    ) -> RunRecord {
+        RunRecord {
+            run_id: run_id.to_string(),
+            command: command.to_string(),
+            scope: scope.to_string(),
+            partition,
+            args: std::env::args().map(|a| redact_text(&a)).collect(),
+            store: store.describe(),
+            started_at: now.to_rfc3339(),
+            ended_at: None,
+            outcome: "running".into(),
+            error: None,
+            force_reason: None,
+            resumed_from: None,
+            checkpoint: None,
+            tally: Tally::default(),
+        }
+    }
+
+    /// Writes the record (replacing its previous state).
+    pub fn save(&self, store: &dyn Store, config: &Config) -> CommandResult<()> {
+        let doc = bson::to_document(self)
+            .map_err(|e| crate::store::StoreError::Encoding(e.to_string()))?;
+        store.upsert_many(&runs_ns(config), &[doc])?;
+        Ok(())
+    }
+
+    /// Marks the run finished with `outcome` and saves it.
+    pub fn finish(
+        &mut self,
+        store: &dyn Store,
+        config: &Config,
+        outcome: &str,
+        error: Option<String>,
+        now: DateTime<Utc>,
+    ) -> CommandResult<()> {
+        self.outcome = outcome.to_string();
+        self.error = error.map(|e| redact_text(&e));
+        self.ended_at = Some(now.to_rfc3339());
+        self.save(store, config)
+    }
+}
+
+/// The collection of run records.
+pub fn runs_ns(config: &Config) -> Ns {
+    config.drawer(own::RUNS)
+}
+
+/// All run records, oldest first (run ids sort by time).
+pub fn all_runs(store: &dyn Store, config: &Config) -> CommandResult<Vec<RunRecord>> {
+    let mut runs = Vec::new();
+    for doc in store.scan(&runs_ns(config), &Scan::by_id(500))? {
+        if let Ok(run) = bson::from_document::<RunRecord>(doc?) {
+            runs.push(run);
+        }
+    }
+    Ok(runs)
+}
+
+/// The newest unfinished or failed run of the same scope and partition: the
+/// one `--resume` continues.
+pub fn resumable(
+    store: &dyn Store,
+    config: &Config,
+    scope: &str,
+    partition: &Option<String>,
+) -> CommandResult<Option<RunRecord>> {
+    Ok(all_runs(store, config)?
+        .into_iter()
+        .rfind(|r| {
+            r.command.starts_with("phase2 migrate") && r.scope == scope && &r.partition == partition
+        })
+        .filter(|r| r.outcome != "succeeded"))
+}
+
+/// A run id that sorts by start time: `run-20261123T131500Z-3fa2c1`.
+pub fn new_run_id(now: DateTime<Utc>) -> String {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("run-{}-{}", now.format("%Y%m%dT%H%M%SZ"), &suffix[..6])
+}
+
+/// A compact document for logs and JSON, without the argument list.
+pub fn summary_doc(run: &RunRecord) -> Document {
+    doc! { "run_id": &run.run_id, "outcome": &run.outcome, "started_at": &run.started_at,
+    "ended_at": run.ended_at.clone().map(Bson::from).unwrap_or(Bson::Null) }
+}

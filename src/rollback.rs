@@ -1,0 +1,225 @@
+//! `rollback --phase 2`: remove exactly what the migration runs added and
+//! keep everything dual-write wrote, before or after.
+//!
+//! Each drawer carries its own undo record (`meta.migration`, see
+//! docs/drawer.md); this module applies `drawer::undo` to every drawer with
+//! conditional writes, so a dual-write that lands meanwhile is re-read and
+//! kept, then removes the plan stamps and archived snapshots the runs wrote.
+//! `--from-backup ID` restores a backup instead, after saying what it
+//! overwrites.
+
+use crate::backup;
+use crate::config::{own, Config};
+use crate::confirm::confirm;
+use crate::drawer::{self, LegacyKind, Undo};
+use crate::engine::lock::{self, Claim};
+use crate::error::{CommandError, CommandResult};
+use crate::phase2::runs::{new_run_id, RunRecord, Tally};
+use crate::report::{table, Output};
+use crate::store::{FieldUpdate, Ns, Precondition, Scan, Store};
+use bson::{Bson, Document};
+use chrono::Utc;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// How many times a drawer that changed under the rollback is re-read.
+const MAX_RETRIES: usize = 5;
+/// Drawers per batch.
+const BATCH: u32 = 500;
+
+/// What the surgical rollback did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Undone {
+    /// Drawers the migration created and that held nothing else: deleted.
+    pub drawers_deleted: u64,
+    /// Drawers that existed (or received dual-writes): migration entries removed.
+    pub drawers_restored: u64,
+    /// Drawers no migration touched.
+    pub drawers_untouched: u64,
+    /// Legacy plans whose `snapshot_id` / `client_drawer_id` were removed.
+    pub stamps_removed: u64,
+    /// Archived snapshots deleted.
+    pub archived_removed: u64,
+    /// Quarantine records deleted.
+    pub quarantine_removed: u64,
+    /// Drawers re-read because the application changed them meanwhile.
+    pub retried: u64,
+}
+
+/// The top-level entry point for `rollback --phase 2`.
+pub fn phase2(
+    store: &dyn Store,
+    config: &Config,
+    from_backup: Option<&str>,
+    backup_dir: &Path,
+    yes: bool,
+) -> CommandResult<Output> {
+    if let Some(id) = from_backup {
+        let plan = backup::restore_plan(store, backup_dir, id)?;
+        eprint!("{}", plan.text);
+        confirm(
+            &format!("restore backup {id}? this overwrites the collections above, including whatever dual-write wrote since the backup"),
+            yes,
+        )?;
+        return backup::restore(store, backup_dir, id, 1000);
+    }
+    confirm("undo every phase 2 migration run (drawers they created, entries they added, plan stamps they set)?", yes)?;
+    let now = Utc::now();
+    let run_id = new_run_id(now);
+    let mut lease = lock::acquire(
+        store,
+        &config.drawer(own::LOCK),
+        &Claim::for_this_process("phase2", &run_id, false),
+        now,
+    )?;
+    let mut record = RunRecord::start(&run_id, "rollback --phase 2", "all", None, store, now);
+    record.save(store, config)?;
+    let outcome = undo_all(store, config, &mut lease);
+    match outcome {
+        Ok(undone) => {
+            record.tally = Tally {
+                writes: undone.drawers_deleted + undone.drawers_restored + undone.stamps_removed,
+                ..Tally::default()
+            };
+            record.finish(store, config, "succeeded", None, Utc::now())?;
+            lease.release(store, Utc::now())?;
+            Ok(render(&run_id, &undone))
+        }
+        Err(e) => {
+            let _ = record.finish(store, config, "failed", Some(e.to_string()), Utc::now());
+            let _ = lease.release(store, Utc::now());
+            Err(CommandError::Input(format!(
+                "{e}\nrollback {run_id} stopped part-way; what it undid is consistent. Run `edn-migrate rollback --phase 2 --yes` again to finish"
+            )))
+        }
+    }
+}
+
+fn undo_all(store: &dyn Store, config: &Config, lease: &mut lock::Lease) -> CommandResult<Undone> {
+    let ns = config.drawers_ns();
+    let mut undone = Undone::default();
+    // Collect the ids first: the scan must not run over documents it deletes.
+    let mut ids = Vec::new();
+    for d in store.scan(&ns, &Scan::by_id(BATCH))? {
+        let d = d?;
+        if d.get_document("meta")
+            .is_ok_and(|m| m.contains_key("migration"))
+        {
+            ids.push(d.get("_id").cloned().unwrap_or(Bson::Null));
+        } else {
+            undone.drawers_untouched += 1;
+        }
+    }
+    for batch in ids.chunks(BATCH as usize) {
+        undo_batch(store, config, batch, &mut undone)?;
+        lease.heartbeat(store, Utc::now())?;
+    }
+    let quarantine = config.drawer(own::QUARANTINE);
+    undone.quarantine_removed = store.count(&quarantine)?;
+    store.drop_collection(&quarantine)?;
+    Ok(undone)
+}
+
+/// Undoes one batch of drawers, retrying the ones that changed meanwhile.
+fn undo_batch(
+    store: &dyn Store,
+    config: &Config,
+    ids: &[Bson],
+    undone: &mut Undone,
+) -> CommandResult<()> {
+    let ns = config.drawers_ns();
+    let mut pending: Vec<Bson> = ids.to_vec();
+    for _ in 0..=MAX_RETRIES {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let drawers = store.get_many(&ns, &pending)?;
+        let mut deletes = Vec::new();
+        let mut replaces = Vec::new();
+        let mut stamps: BTreeMap<LegacyKind, Vec<FieldUpdate>> = BTreeMap::new();
+        let mut archive_ids = Vec::new();
+        for d in &drawers {
+            for (kind, plan_id) in drawer::stamps_to_undo(d) {
+                stamps.entry(kind).or_default().push(FieldUpdate {
+                    id: plan_id,
+                    set: Document::new(),
+                    unset: vec!["snapshot_id".into(), "client_drawer_id".into()],
+                });
+            }
+            archive_ids.extend(drawer::archive_ids_to_undo(d).into_iter().map(Bson::from));
+            match drawer::undo(d) {
+                Undo::Delete => deletes.push(d.clone()),
+                Undo::Replace(new) => replaces.push((new, Precondition::Unchanged(d.clone()))),
+                Undo::Unchanged => undone.drawers_untouched += 1,
+            }
+        }
+        // Legacy stamps and archived snapshots first: if the rollback dies
+        // after this, the drawers still hold the record of what to undo.
+        for (kind, updates) in stamps {
+            undone.stamps_removed += store.update_fields(&plan_ns(config, kind), &updates)?;
+        }
+        undone.archived_removed +=
+            store.delete_many(&config.drawer(own::SNAPSHOT_ARCHIVE), &archive_ids)?;
+        let deleted = store.delete_if_unchanged(&ns, &deletes)?;
+        let replaced = store.put_if(&ns, &replaces)?;
+        undone.drawers_deleted += deleted.iter().filter(|ok| **ok).count() as u64;
+        undone.drawers_restored += replaced.iter().filter(|ok| **ok).count() as u64;
+        pending = deletes
+            .iter()
+            .zip(&deleted)
+            .filter(|(_, ok)| !**ok)
+            .filter_map(|(d, _)| d.get("_id").cloned())
+            .chain(
+                replaces
+                    .iter()
+                    .zip(&replaced)
+                    .filter(|(_, ok)| !**ok)
+                    .filter_map(|((_, c), _)| match c {
+                        Precondition::Unchanged(d) => d.get("_id").cloned(),
+                        Precondition::Absent => None,
+                    }),
+            )
+            .collect();
+        undone.retried += pending.len() as u64;
+    }
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err(CommandError::Gate(format!(
+            "{} drawer(s) kept changing during the rollback",
+            pending.len()
+        )))
+    }
+}
+
+fn plan_ns(config: &Config, kind: LegacyKind) -> Ns {
+    match kind {
+        LegacyKind::NutritionPlan => config.legacy(&config.nutrition_plans),
+        _ => config.legacy(&config.training_plans),
+    }
+}
+
+fn render(run_id: &str, u: &Undone) -> Output {
+    let rows: Vec<Vec<String>> = [
+        (
+            "drawers deleted (created by the migration, nothing else in them)",
+            u.drawers_deleted,
+        ),
+        (
+            "drawers restored (migration entries removed, the rest kept)",
+            u.drawers_restored,
+        ),
+        ("drawers untouched", u.drawers_untouched),
+        ("plan stamps removed", u.stamps_removed),
+        ("archived snapshots removed", u.archived_removed),
+        ("quarantine records removed", u.quarantine_removed),
+    ]
+    .iter()
+    .map(|(k, v)| vec![k.to_string(), v.to_string()])
+    .collect();
+    Output {
+        text: format!("rollback --phase 2: done (run {run_id})\n{}", table(&rows)),
+        json: json!({ "run_id": run_id, "phase": 2, "undone": u }),
+    }
+}

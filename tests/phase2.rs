@@ -1,0 +1,391 @@
+//! Phase 2 end to end through the binary, on the embedded store and on the
+//! MongoDB backend over the wire test server: gate, dry run, migrate, re-run,
+//! lock, rollback that keeps dual-writes, and resume after SIGKILL.
+
+mod common;
+
+use common::tool::{json, tree, Tool};
+use serde_json::Value;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+/// Users in the fixtures (fixtures/README.md: U01–U20).
+const USERS: u64 = 20;
+/// fixtures/README.md "Bad documents" (4) plus U16's two plans stamped by the
+/// new system with a snapshot this drawer does not hold (docs/drawer.md).
+const QUARANTINED: u64 = 6;
+
+fn prepared(tool: &Tool) {
+    let dir = tool.fixtures();
+    tool.ok(&["import", dir.to_str().unwrap()]);
+    tool.ok(&["phase0", "prepare"]);
+    tool.ok(&["phase2", "backup"]);
+}
+
+fn export(tool: &Tool, name: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = tool.path(name);
+    tool.ok(&["export", dir.to_str().unwrap()]);
+    tree(&dir)
+}
+
+fn migrate_json(tool: &Tool, extra: &[&str]) -> Value {
+    let mut args = vec!["phase2", "migrate", "all", "--json"];
+    args.extend_from_slice(extra);
+    json(&tool.ok(&args))
+}
+
+fn main_job_accounts_for_every_user_and_reruns_write_nothing(tool: Tool) {
+    prepared(&tool);
+    let first = migrate_json(&tool, &[]);
+    let n = |k: &str| {
+        first[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} missing in {first}"))
+    };
+    assert_eq!(n("users"), USERS);
+    assert_eq!(
+        n("drawers_created") + n("drawers_updated") + n("drawers_unchanged"),
+        USERS
+    );
+    assert_eq!(n("drawers_updated"), 1, "only U15 had a dual-write drawer");
+    assert_eq!(n("quarantined"), QUARANTINED);
+    assert!(n("writes") > USERS);
+    assert_eq!(first["dry_run"], false);
+    let second = migrate_json(&tool, &[]);
+    assert_eq!(
+        second["writes"], 0,
+        "a second run must write nothing: {second}"
+    );
+    assert_eq!(second["drawers_unchanged"], USERS);
+    let status = json(&tool.ok(&["status", "--json"]));
+    assert_eq!(
+        status["collections"]["client_drawers"], 20,
+        "U01–U20 each have a drawer"
+    );
+    assert_eq!(status["collections"]["migration_quarantine"], QUARANTINED);
+}
+
+fn dry_run_leaves_the_store_byte_identical(tool: Tool) {
+    prepared(&tool);
+    let before = export(&tool, "before");
+    let plan = migrate_json(&tool, &["--dry-run"]);
+    assert_eq!(plan["dry_run"], true);
+    assert!(
+        plan["writes"].as_u64().unwrap() > 0,
+        "the plan announces writes: {plan}"
+    );
+    assert!(!plan["samples"].as_array().unwrap().is_empty());
+    let text = serde_json::to_string(&plan["samples"]).unwrap();
+    assert!(
+        !text.contains("example.com"),
+        "sample diffs leak personal data: {text}"
+    );
+    assert_eq!(
+        export(&tool, "after"),
+        before,
+        "a dry run changed the store"
+    );
+}
+
+fn migrate_refuses_without_a_verified_backup(tool: Tool) {
+    let dir = tool.fixtures();
+    tool.ok(&["import", dir.to_str().unwrap()]);
+    let out = tool.run(&["phase2", "migrate", "all"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("edn-migrate phase2 backup") && stderr.contains("--force --reason"),
+        "{stderr}"
+    );
+    let forced = migrate_json(&tool, &["--force", "--reason", "rehearsal on a copy"]);
+    assert_eq!(forced["users"], USERS);
+    let runs = export(&tool, "runs");
+    let record = runs
+        .iter()
+        .find(|(name, _)| name.ends_with("migration_runs.jsonl"))
+        .unwrap();
+    assert!(String::from_utf8_lossy(&record.1).contains("rehearsal on a copy"));
+}
+
+fn a_second_runner_is_refused_with_exit_4(tool: Tool) {
+    prepared(&tool);
+    let locks = tool.path("locks");
+    let db = locks.join(&tool.drawer_db);
+    fs::create_dir_all(&db).unwrap();
+    fs::write(
+        db.join("migration_lock.jsonl"),
+        r#"{"_id":"phase2","owner":"ops-host:4242","run_id":"run-other","acquired_at":{"$date":"2026-01-01T00:00:00Z"},"heartbeat_at":{"$date":"2099-01-01T00:00:00Z"},"expires_at":{"$date":"2099-01-01T00:05:00Z"},"released":false}
+"#,
+    )
+    .unwrap();
+    tool.ok(&["import", locks.to_str().unwrap()]);
+    let out = tool.run(&["phase2", "migrate", "all"]);
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ops-host:4242") && stderr.contains("--break-lock"),
+        "{stderr}"
+    );
+    assert_eq!(migrate_json(&tool, &["--break-lock"])["users"], USERS);
+}
+
+/// A drawer line of an export, by user id.
+fn drawer_of(dir: &Path, tool: &Tool, user: &str) -> Option<Value> {
+    let text = fs::read_to_string(dir.join(&tool.drawer_db).join("client_drawers.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|d| d["user_id"] == user)
+}
+
+fn rollback_keeps_what_dual_write_wrote_after_the_migration(tool: Tool) {
+    prepared(&tool);
+    let original = export(&tool, "original");
+    migrate_json(&tool, &[]);
+    // Dual-write lands for U01 after the migration: a new submission in the
+    // legacy collection and its entry in the drawer the migration created.
+    let user = "1730102400123401";
+    let after = tool.path("after_migration");
+    tool.ok(&["export", after.to_str().unwrap()]);
+    let mut drawer = drawer_of(&after, &tool, user).expect("U01 has a drawer");
+    let entry = serde_json::json!({
+        "submission_id": "submission_dualwrite_after",
+        "submitted_at": {"$date": "2026-11-23T10:00:00Z"},
+        "source": "nutrition_initial",
+        "raw_payload": {"_id": "submission_dualwrite_after", "user_id": user, "responses": {"peso": "80"}},
+    });
+    drawer["services"]["shared_questionnaires"]
+        .as_array_mut()
+        .unwrap()
+        .push(entry.clone());
+    let patch = tool.path("patch");
+    fs::create_dir_all(patch.join(&tool.drawer_db)).unwrap();
+    fs::write(
+        patch.join(&tool.drawer_db).join("client_drawers.jsonl"),
+        format!("{drawer}\n"),
+    )
+    .unwrap();
+    tool.ok(&["import", "--upsert", patch.to_str().unwrap()]);
+
+    let undone = json(&tool.ok(&["rollback", "--phase", "2", "--yes", "--json"]));
+    assert_eq!(
+        undone["undone"]["drawers_restored"], 2,
+        "U01 (dual-write since) and U15: {undone}"
+    );
+    assert_eq!(undone["undone"]["drawers_deleted"], USERS - 2);
+    let rolled = tool.path("rolled");
+    tool.ok(&["export", rolled.to_str().unwrap()]);
+    let kept =
+        drawer_of(&rolled, &tool, user).expect("U01's drawer is kept: it holds a dual-write");
+    assert_eq!(
+        kept["services"]["shared_questionnaires"],
+        serde_json::json!([entry])
+    );
+    assert!(kept["meta"].get("migration").is_none());
+    // The legacy collections are as they were: the plan stamps are gone.
+    let legacy = |files: &[(String, Vec<u8>)]| -> Vec<(String, Vec<u8>)> {
+        files
+            .iter()
+            .filter(|(n, _)| n.starts_with(&tool.legacy_db))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(legacy(&tree(&rolled)), legacy(&original));
+    // U15's dual-write drawer keeps every entry it had.
+    let u15_before = drawer_of(&tool.path("original"), &tool, "1762976907472415").unwrap();
+    let u15_after = drawer_of(&rolled, &tool, "1762976907472415").unwrap();
+    assert_eq!(u15_after["services"], u15_before["services"]);
+    assert_eq!(u15_after["profile"], u15_before["profile"]);
+}
+
+/// An export with the run-specific values (run ids and timestamps of the run)
+/// replaced, and the tool's own run records and lock left out.
+fn normalized(files: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
+    fn scrub(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, item) in map.iter_mut() {
+                    if ["run_id", "migrated_at", "quarantined_at", "archived_at"]
+                        .contains(&k.as_str())
+                    {
+                        *item = Value::String("<run>".into());
+                    } else {
+                        scrub(item);
+                    }
+                }
+                if let Some(Value::Object(meta)) = map.get_mut("meta") {
+                    // A drawer the migration created or changed carries the run's clock.
+                    if meta.contains_key("migration") {
+                        meta.insert("updated_at".into(), Value::String("<run>".into()));
+                        if meta["migration"]["created_drawer"] == true {
+                            meta.insert("created_at".into(), Value::String("<run>".into()));
+                        }
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(scrub),
+            _ => {}
+        }
+    }
+    files
+        .into_iter()
+        .filter(|(name, _)| {
+            !name.ends_with("migration_runs.jsonl") && !name.ends_with("migration_lock.jsonl")
+        })
+        .map(|(name, bytes)| {
+            let text = String::from_utf8(bytes).unwrap();
+            let lines: Vec<String> = text
+                .lines()
+                .map(|l| {
+                    let mut v: Value = serde_json::from_str(l).unwrap();
+                    scrub(&mut v);
+                    v.to_string()
+                })
+                .collect();
+            (name, lines.join("\n"))
+        })
+        .collect()
+}
+
+fn killed_runs_resume_to_the_uninterrupted_result(reference: Tool, victim: Tool, kills_ms: &[u64]) {
+    prepared(&reference);
+    migrate_json(&reference, &["--batch-size", "2"]);
+    let expected = normalized(export(&reference, "expected"));
+
+    prepared(&victim);
+    let slow = [
+        "phase2",
+        "migrate",
+        "all",
+        "--batch-size",
+        "1",
+        "--max-rate",
+        "40",
+    ];
+    let mut first = true;
+    for &ms in kills_ms {
+        let mut args = slow.to_vec();
+        if !first {
+            args.extend(["--resume", "--break-lock"]);
+        }
+        first = false;
+        let mut child = victim
+            .command(&args)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let done = migrate_json(&victim, &["--resume", "--break-lock"]);
+    assert_eq!(done["outcome"], "succeeded");
+    assert!(
+        done["resumed_from"].is_string(),
+        "the last run resumed a killed one: {done}"
+    );
+    assert_same(&normalized(export(&victim, "resumed")), &expected);
+}
+
+/// Compares two normalized exports and names the first line that differs.
+fn assert_same(got: &[(String, String)], want: &[(String, String)]) {
+    let names = |v: &[(String, String)]| {
+        v.iter()
+            .map(|(n, _)| n.rsplit('/').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(got), names(want), "different collections");
+    for ((name, a), (_, b)) in got.iter().zip(want) {
+        for (i, (x, y)) in a.lines().zip(b.lines()).enumerate() {
+            if x != y {
+                let at = x.bytes().zip(y.bytes()).take_while(|(a, b)| a == b).count();
+                let from = at.saturating_sub(200);
+                panic!(
+                    "{name}: line {} differs at byte {at}\n got: …{}\nwant: …{}",
+                    i + 1,
+                    &x[from..(at + 200).min(x.len())],
+                    &y[from..(at + 200).min(y.len())]
+                );
+            }
+        }
+        assert_eq!(
+            a.lines().count(),
+            b.lines().count(),
+            "{name}: line counts differ"
+        );
+    }
+}
+
+mod sqlite {
+    use super::*;
+
+    #[test]
+    fn main_job_accounts_for_every_user_and_reruns_write_nothing() {
+        super::main_job_accounts_for_every_user_and_reruns_write_nothing(Tool::sqlite());
+    }
+    #[test]
+    fn dry_run_leaves_the_store_byte_identical() {
+        super::dry_run_leaves_the_store_byte_identical(Tool::sqlite());
+    }
+    #[test]
+    fn migrate_refuses_without_a_verified_backup() {
+        super::migrate_refuses_without_a_verified_backup(Tool::sqlite());
+    }
+    #[test]
+    fn a_second_runner_is_refused_with_exit_4() {
+        super::a_second_runner_is_refused_with_exit_4(Tool::sqlite());
+    }
+    #[test]
+    fn rollback_keeps_what_dual_write_wrote_after_the_migration() {
+        super::rollback_keeps_what_dual_write_wrote_after_the_migration(Tool::sqlite());
+    }
+    #[test]
+    fn killed_runs_resume_to_the_uninterrupted_result() {
+        super::killed_runs_resume_to_the_uninterrupted_result(
+            Tool::sqlite(),
+            Tool::sqlite(),
+            &[500, 700, 900],
+        );
+    }
+}
+
+mod mongo_wire {
+    use super::*;
+
+    #[test]
+    fn main_job_accounts_for_every_user_and_reruns_write_nothing() {
+        if let Some(tool) = Tool::wire("p2main") {
+            super::main_job_accounts_for_every_user_and_reruns_write_nothing(tool);
+        }
+    }
+    #[test]
+    fn dry_run_leaves_the_store_byte_identical() {
+        if let Some(tool) = Tool::wire("p2dry") {
+            super::dry_run_leaves_the_store_byte_identical(tool);
+        }
+    }
+    #[test]
+    fn migrate_refuses_without_a_verified_backup() {
+        if let Some(tool) = Tool::wire("p2gate") {
+            super::migrate_refuses_without_a_verified_backup(tool);
+        }
+    }
+    #[test]
+    fn a_second_runner_is_refused_with_exit_4() {
+        if let Some(tool) = Tool::wire("p2lock") {
+            super::a_second_runner_is_refused_with_exit_4(tool);
+        }
+    }
+    #[test]
+    fn rollback_keeps_what_dual_write_wrote_after_the_migration() {
+        if let Some(tool) = Tool::wire("p2undo") {
+            super::rollback_keeps_what_dual_write_wrote_after_the_migration(tool);
+        }
+    }
+    #[test]
+    fn killed_runs_resume_to_the_uninterrupted_result() {
+        if let (Some(reference), Some(victim)) = (Tool::wire("p2ref"), Tool::wire("p2kill")) {
+            super::killed_runs_resume_to_the_uninterrupted_result(reference, victim, &[800, 1200]);
+        }
+    }
+}
