@@ -168,6 +168,26 @@ pub enum Phase2Command {
     Backup(BackupArgs),
     /// Migrate questionnaires, plans, follow-ups, or all (in that order).
     Migrate(MigrateArgs),
+    /// Compare every user's drawer with what the legacy documents say it
+    /// should hold; exit 3 when a match rate is below its threshold.
+    Validate(ValidateArgs),
+}
+
+/// Arguments of `phase2 validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Minimum questionnaire match rate, in percent.
+    #[arg(long, default_value_t = 95.0)]
+    pub min_questionnaires: f64,
+    /// Minimum follow-up match rate, in percent.
+    #[arg(long, default_value_t = 95.0)]
+    pub min_followups: f64,
+    /// Minimum plan match rate, in percent.
+    #[arg(long, default_value_t = 90.0)]
+    pub min_plans: f64,
+    /// Where the JSON and Markdown reports are written.
+    #[arg(long, env = "EDN_REPORT_DIR", default_value = "./reports")]
+    pub report_dir: PathBuf,
 }
 
 /// Arguments of `phase2 backup`.

@@ -39,13 +39,22 @@ pub enum CommandError {
     /// Another run holds the migration lock.
     #[error("{0}")]
     LockHeld(String),
+    /// A check ran to the end and did not pass: its full report is still the
+    /// command's output (exit code 3).
+    #[error("{message}")]
+    Failed {
+        /// The report, printed as usual (text or JSON).
+        output: Box<crate::report::Output>,
+        /// What to do about it.
+        message: String,
+    },
 }
 
 impl CommandError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CommandError::Gate(_) => EXIT_GATE,
+            CommandError::Gate(_) | CommandError::Failed { .. } => EXIT_GATE,
             CommandError::LockHeld(_) => EXIT_LOCK_HELD,
             CommandError::NotConfirmed(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,

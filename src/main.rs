@@ -3,7 +3,7 @@
 use clap::Parser;
 use edn_migrate::cli::{Cli, Command, LogFormat, MigrateArgs, Phase0Command, Phase2Command};
 use edn_migrate::config::Config;
-use edn_migrate::error::{CommandResult, EXIT_OK};
+use edn_migrate::error::{CommandError, CommandResult, EXIT_OK};
 use edn_migrate::report::Output;
 use edn_migrate::{backup, confirm, phase0, phase2, rollback, status, store, transfer};
 use std::io::IsTerminal;
@@ -32,11 +32,21 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             let message = edn_migrate::redact::redact_text(&e.to_string());
+            let report = match &e {
+                CommandError::Failed { output, .. } => Some(output),
+                _ => None,
+            };
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "error": message, "exit_code": e.exit_code() })
-                );
+                let mut out = report
+                    .map(|o| o.json.clone())
+                    .unwrap_or_else(|| serde_json::json!({}));
+                if let Some(map) = out.as_object_mut() {
+                    map.insert("error".into(), message.clone().into());
+                    map.insert("exit_code".into(), e.exit_code().into());
+                }
+                println!("{out}");
+            } else if let Some(output) = report {
+                print!("{}", output.text);
             }
             eprintln!("error: {message}");
             ExitCode::from(e.exit_code() as u8)
@@ -91,6 +101,18 @@ fn run(cli: Cli) -> CommandResult<Output> {
         Command::Phase2(Phase2Command::Migrate(args)) => {
             phase2::migrate(store, &config, &migrate_options(args))
         }
+        Command::Phase2(Phase2Command::Validate(args)) => {
+            let thresholds = phase2::validate::Thresholds {
+                questionnaires: args.min_questionnaires / 100.0,
+                followups: args.min_followups / 100.0,
+                plans: args.min_plans / 100.0,
+            };
+            let opts = phase2::validate::ValidateOptions {
+                thresholds,
+                report_dir: args.report_dir,
+            };
+            phase2::validate::validate(store, &config, &opts)
+        }
         Command::Rollback(args) => rollback::phase2(
             store,
             &config,
@@ -119,7 +141,7 @@ fn migrate_options(args: MigrateArgs) -> phase2::MigrateOptions {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,edn_migrate=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

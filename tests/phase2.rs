@@ -66,6 +66,42 @@ fn main_job_accounts_for_every_user_and_reruns_write_nothing(tool: Tool) {
     assert_eq!(status["collections"]["migration_quarantine"], QUARANTINED);
 }
 
+fn validate_fails_with_exit_3_and_names_paths(tool: Tool) {
+    prepared(&tool);
+    migrate_json(&tool, &[]);
+    // Damage one migrated follow-up in its drawer, as a buggy writer would.
+    let out = tool.path("damaged");
+    tool.ok(&["export", out.to_str().unwrap()]);
+    let mut drawer = drawer_of(&out, &tool, "1730102400123401").unwrap();
+    drawer["services"]["training"]["questionnaires"]["followups"][0]["measurements"] =
+        serde_json::json!({"peso": "1"});
+    let patch = tool.path("patch");
+    fs::create_dir_all(patch.join(&tool.drawer_db)).unwrap();
+    fs::write(
+        patch.join(&tool.drawer_db).join("client_drawers.jsonl"),
+        format!("{drawer}\n"),
+    )
+    .unwrap();
+    tool.ok(&["import", "--upsert", patch.to_str().unwrap()]);
+    let failed = tool.run(&["phase2", "validate", "--json"]);
+    assert_eq!(failed.status.code(), Some(3));
+    let report = json(&String::from_utf8_lossy(&failed.stdout));
+    assert_eq!(report["passed"], false);
+    let listed = report["rates"]["followups"]["failures"].to_string();
+    assert!(
+        listed.contains("followup_1730577600000001") && listed.contains(".measurements"),
+        "{listed}"
+    );
+    assert!(
+        !report.to_string().contains("ana.garcia"),
+        "the report leaks personal data"
+    );
+    // 17 of 18 follow-ups (94.4 %) misses the plan's 95 %; a 90 % threshold passes.
+    assert_eq!(report["rates"]["followups"]["matched"], 17);
+    let lenient = json(&tool.ok(&["phase2", "validate", "--json", "--min-followups", "90"]));
+    assert_eq!(lenient["passed"], true);
+}
+
 fn dry_run_leaves_the_store_byte_identical(tool: Tool) {
     prepared(&tool);
     let before = export(&tool, "before");
@@ -191,11 +227,10 @@ fn rollback_keeps_what_dual_write_wrote_after_the_migration(tool: Tool) {
             .collect()
     };
     assert_eq!(legacy(&tree(&rolled)), legacy(&original));
-    // U15's dual-write drawer keeps every entry it had.
+    // U15's dual-write drawer is given back exactly as it was.
     let u15_before = drawer_of(&tool.path("original"), &tool, "1762976907472415").unwrap();
     let u15_after = drawer_of(&rolled, &tool, "1762976907472415").unwrap();
-    assert_eq!(u15_after["services"], u15_before["services"]);
-    assert_eq!(u15_after["profile"], u15_before["profile"]);
+    assert_eq!(u15_after, u15_before);
 }
 
 /// An export with the run-specific values (run ids and timestamps of the run)
@@ -328,6 +363,10 @@ mod sqlite {
         super::dry_run_leaves_the_store_byte_identical(Tool::sqlite());
     }
     #[test]
+    fn validate_fails_with_exit_3_and_names_paths() {
+        super::validate_fails_with_exit_3_and_names_paths(Tool::sqlite());
+    }
+    #[test]
     fn migrate_refuses_without_a_verified_backup() {
         super::migrate_refuses_without_a_verified_backup(Tool::sqlite());
     }
@@ -362,6 +401,12 @@ mod mongo_wire {
     fn dry_run_leaves_the_store_byte_identical() {
         if let Some(tool) = Tool::wire("p2dry") {
             super::dry_run_leaves_the_store_byte_identical(tool);
+        }
+    }
+    #[test]
+    fn validate_fails_with_exit_3_and_names_paths() {
+        if let Some(tool) = Tool::wire("p2val") {
+            super::validate_fails_with_exit_3_and_names_paths(tool);
         }
     }
     #[test]

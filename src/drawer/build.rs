@@ -477,6 +477,18 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
         Some(e) => !path::same_doc(&d, e),
     };
     if changed {
+        // Keep the drawer's own `updated_at` from before the first run that
+        // changed it, so a rollback gives the drawer back byte for byte.
+        if let Some(e) = existing {
+            if m.set_record("meta.updated_at").is_none() && !m.created_drawer {
+                let before = path::get(e, "meta.updated_at").cloned();
+                m.set.push(SetRecord {
+                    path: "meta.updated_at".to_owned(),
+                    existed: before.is_some(),
+                    before: before.unwrap_or(Bson::Null),
+                });
+            }
+        }
         m.run_id = Some(Bson::from(opts.run_id.as_str()));
         m.migrated_at = Some(Bson::DateTime(opts.now));
         path::set(&mut d, "meta.migration", Bson::Document(m.to_document()));

@@ -4,9 +4,11 @@
 //! the run, stream and build, checkpoint every batch, and end with a summary
 //! that adds up. `--dry-run` runs the same pass on a read-only store.
 
+pub mod compare;
 pub mod diff;
 pub mod migrate;
 pub mod runs;
+pub mod validate;
 
 use crate::backup;
 use crate::config::{own, Config};

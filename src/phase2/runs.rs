@@ -100,6 +100,9 @@ pub struct RunRecord {
     pub checkpoint: Option<Checkpoint>,
     /// What it did so far.
     pub tally: Tally,
+    /// A command's own result summary (validation rates …).
+    #[serde(default)]
+    pub summary: Option<Document>,
 }
 
 impl RunRecord {
@@ -127,6 +130,7 @@ impl RunRecord {
             resumed_from: None,
             checkpoint: None,
             tally: Tally::default(),
+            summary: None,
         }
     }
 

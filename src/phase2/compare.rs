@@ -1,0 +1,369 @@
+//! The transform-aware comparison behind `phase2 validate`: for every legacy
+//! document of a user, is it in the stored drawer as the mapping says it
+//! should be? Pure logic: the caller passes the documents in.
+//!
+//! The expected drawer is rebuilt from the legacy documents alone; the stored
+//! one may also hold dual-write entries and foreign snapshots, so the two are
+//! compared entry by entry under stable keys, not as whole documents:
+//! - a submission: its `shared_questionnaires` entry holds it verbatim, and
+//!   if it is the user's earliest, `inicial` holds its ten blocks;
+//! - a follow-up: its `followups` entry has the expected fields;
+//! - a training plan: listed in `training.plans`, with a snapshot (in the
+//!   drawer or its archive) whose context is the expected one;
+//! - a nutrition plan: listed in `nutrition.plans`, and paired the same way.
+
+use crate::drawer::LegacyKind;
+use crate::store::value_at_path;
+use bson::{Bson, Document};
+
+/// The three match rates the plan's thresholds apply to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Initial questionnaires.
+    Questionnaires,
+    /// Follow-ups.
+    Followups,
+    /// Training and nutrition plans.
+    Plans,
+}
+
+impl Family {
+    /// The family a legacy collection's documents are counted in.
+    pub fn of(kind: LegacyKind) -> Family {
+        match kind {
+            LegacyKind::Submission => Family::Questionnaires,
+            LegacyKind::Followup => Family::Followups,
+            LegacyKind::TrainingPlan | LegacyKind::NutritionPlan => Family::Plans,
+        }
+    }
+}
+
+/// The verdict on one legacy document: the drawer paths that do not hold
+/// what they should (empty: it matches). Paths only, never values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// Which collection the document came from.
+    pub kind: LegacyKind,
+    /// The document's `_id`, rendered.
+    pub id: String,
+    /// Drawer paths that differ or are missing.
+    pub paths: Vec<String>,
+}
+
+impl Finding {
+    /// Whether the document is in the drawer as expected.
+    pub fn matches(&self) -> bool {
+        self.paths.is_empty()
+    }
+}
+
+/// Checks every legacy document of one user against the stored drawer.
+/// `archived` holds the archive records of this drawer; `skip` the ids the
+/// builder sends to quarantine (they are checked against the quarantine).
+pub fn compare_user(
+    docs: &[(LegacyKind, &Document)],
+    expected: &Document,
+    stored: Option<&Document>,
+    archived: &[Document],
+    skip: &[Bson],
+) -> Vec<Finding> {
+    let empty = Document::new();
+    let stored = stored.unwrap_or(&empty);
+    let snapshots = all_snapshots(stored, archived);
+    docs.iter()
+        .filter(|(_, d)| !d.get("_id").is_some_and(|id| skip.contains(id)))
+        .map(|(kind, doc)| {
+            let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
+            let paths = match kind {
+                LegacyKind::Submission => check_submission(doc, &id, expected, stored),
+                LegacyKind::Followup => check_followup(&id, expected, stored),
+                LegacyKind::TrainingPlan => {
+                    check_training_plan(doc, &id, expected, stored, &snapshots)
+                }
+                LegacyKind::NutritionPlan => {
+                    check_nutrition_plan(&id, expected, stored, &snapshots)
+                }
+            };
+            Finding {
+                kind: *kind,
+                id: render_id(&id),
+                paths,
+            }
+        })
+        .collect()
+}
+
+fn check_submission(
+    doc: &Document,
+    id: &Bson,
+    expected: &Document,
+    stored: &Document,
+) -> Vec<String> {
+    let mut paths = Vec::new();
+    let shared = "services.shared_questionnaires";
+    match entry(stored, shared, "submission_id", id) {
+        None => paths.push(format!("{shared}[{}]", render_id(id))),
+        Some(e) if e.get_document("raw_payload").ok() != Some(doc) => {
+            paths.push(format!("{shared}[{}].raw_payload", render_id(id)))
+        }
+        Some(_) => {}
+    }
+    let inicial = "services.training.questionnaires.inicial";
+    let is_inicial =
+        |d: &Document| value_at_path(d, &format!("{inicial}.submission_id")) == Some(id);
+    if is_inicial(expected) {
+        if !is_inicial(stored) {
+            paths.push(format!("{inicial}.submission_id"));
+        } else if value_at_path(stored, &format!("{inicial}.responses"))
+            != value_at_path(expected, &format!("{inicial}.responses"))
+        {
+            paths.push(format!("{inicial}.responses"));
+        }
+    }
+    paths
+}
+
+fn check_followup(id: &Bson, expected: &Document, stored: &Document) -> Vec<String> {
+    let list = "services.training.questionnaires.followups";
+    let Some(want) = entry(expected, list, "followup_id", id) else {
+        return vec![format!("{list}[{}] (not built)", render_id(id))];
+    };
+    match entry(stored, list, "followup_id", id) {
+        None => vec![format!("{list}[{}]", render_id(id))],
+        Some(got) => differing_fields(want, got, &format!("{list}[{}]", render_id(id))),
+    }
+}
+
+fn check_training_plan(
+    doc: &Document,
+    id: &Bson,
+    expected: &Document,
+    stored: &Document,
+    snapshots: &[&Document],
+) -> Vec<String> {
+    let mut paths = Vec::new();
+    let list = "services.training.plans";
+    if entry(stored, list, "plan_id", id).is_none() {
+        paths.push(format!("{list}[{}]", render_id(id)));
+    }
+    let want = all_snapshots(expected, &[])
+        .into_iter()
+        .find(|s| generated(s, "training_plan_id") == Some(id));
+    let got = snapshots
+        .iter()
+        .find(|s| generated(s, "training_plan_id") == Some(id));
+    match (want, got) {
+        (Some(_), None) => paths.push(format!(
+            "services.training.snapshots[training_plan_id={}]",
+            render_id(id)
+        )),
+        (Some(w), Some(g)) => {
+            if w.get("client_context").map(strip_meta) != g.get("client_context").map(strip_meta) {
+                paths.push(format!(
+                    "services.training.snapshots[{}].client_context",
+                    g.get_str("snapshot_id").unwrap_or("?")
+                ));
+            }
+            if doc.get("snapshot_id") != g.get("snapshot_id") {
+                paths.push("legacy training plan snapshot_id".into());
+            }
+        }
+        _ => {}
+    }
+    paths
+}
+
+fn check_nutrition_plan(
+    id: &Bson,
+    expected: &Document,
+    stored: &Document,
+    snapshots: &[&Document],
+) -> Vec<String> {
+    let list = "services.nutrition.plans";
+    let mut paths = Vec::new();
+    if entry(stored, list, "plan_id", id).is_none() {
+        paths.push(format!("{list}[{}]", render_id(id)));
+    }
+    let paired = |s: &[&Document]| {
+        s.iter()
+            .any(|s| generated(s, "nutrition_plan_id") == Some(id))
+    };
+    if paired(&all_snapshots(expected, &[])) && !paired(snapshots) {
+        paths.push(format!(
+            "services.training.snapshots[nutrition_plan_id={}]",
+            render_id(id)
+        ));
+    }
+    paths
+}
+
+/// Fields of the expected entry that the stored entry lacks or holds differently.
+fn differing_fields(want: &Document, got: &Document, prefix: &str) -> Vec<String> {
+    want.iter()
+        .filter(|(k, v)| got.get(k.as_str()) != Some(*v))
+        .map(|(k, _)| format!("{prefix}.{k}"))
+        .collect()
+}
+
+/// The snapshot context without its `meta` (ids and versions differ when a
+/// drawer already held snapshots of the new system; the validator checks those).
+fn strip_meta(context: &Bson) -> Bson {
+    match context {
+        Bson::Document(d) => {
+            let mut d = d.clone();
+            d.remove("meta");
+            Bson::Document(d)
+        }
+        other => other.clone(),
+    }
+}
+
+fn generated<'a>(snapshot: &'a Document, key: &str) -> Option<&'a Bson> {
+    snapshot.get_document("plans_generated").ok()?.get(key)
+}
+
+/// The drawer's snapshots plus those moved to the archive.
+fn all_snapshots<'a>(drawer: &'a Document, archived: &'a [Document]) -> Vec<&'a Document> {
+    let mut out: Vec<&Document> = match value_at_path(drawer, "services.training.snapshots") {
+        Some(Bson::Array(items)) => items.iter().filter_map(Bson::as_document).collect(),
+        _ => Vec::new(),
+    };
+    out.extend(
+        archived
+            .iter()
+            .filter_map(|a| a.get_document("snapshot").ok()),
+    );
+    out
+}
+
+fn entry<'a>(drawer: &'a Document, path: &str, key: &str, id: &Bson) -> Option<&'a Document> {
+    match value_at_path(drawer, path)? {
+        Bson::Array(items) => items
+            .iter()
+            .filter_map(Bson::as_document)
+            .find(|e| e.get(key) == Some(id)),
+        _ => None,
+    }
+}
+
+/// An id as text: strings as they are, anything else as relaxed JSON.
+pub fn render_id(id: &Bson) -> String {
+    match id {
+        Bson::String(s) => s.clone(),
+        other => crate::extjson::to_json(other).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drawer::{build, BuildOptions, LegacyUser};
+    use bson::{doc, DateTime};
+
+    fn user() -> LegacyUser {
+        let at = |ms: i64| DateTime::from_millis(1_730_000_000_000 + ms);
+        LegacyUser {
+            user_id: "u1".into(),
+            submissions: vec![
+                doc! {"_id": "s1", "user_id": "u1", "submitted_at": at(0), "responses": {"peso": "85,5", "objetivo_fisico": "Perder grasa"}},
+            ],
+            followups: vec![
+                doc! {"_id": "f1", "user_id": "u1", "submission_date": at(90_000_000), "previous_plan_id": "t1", "measurements": {"peso": "84"}},
+            ],
+            training_plans: vec![
+                doc! {"_id": "t1", "user_id": "u1", "job_id": "j1", "generated_at": at(1_000), "client_summary": {"a": 1}},
+            ],
+            nutrition_plans: vec![
+                doc! {"_id": "n1", "user_id": "u1", "job_id": "j1", "generated_at": at(2_000), "metabolism": {"tdee": 2400}},
+            ],
+        }
+    }
+
+    fn docs(u: &LegacyUser) -> Vec<(LegacyKind, &Document)> {
+        let mut v: Vec<(LegacyKind, &Document)> = Vec::new();
+        v.extend(u.submissions.iter().map(|d| (LegacyKind::Submission, d)));
+        v.extend(u.followups.iter().map(|d| (LegacyKind::Followup, d)));
+        v.extend(
+            u.training_plans
+                .iter()
+                .map(|d| (LegacyKind::TrainingPlan, d)),
+        );
+        v.extend(
+            u.nutrition_plans
+                .iter()
+                .map(|d| (LegacyKind::NutritionPlan, d)),
+        );
+        v
+    }
+
+    fn expected(u: &LegacyUser) -> Document {
+        build(
+            u,
+            None,
+            &BuildOptions::new(DateTime::from_millis(1_800_000_000_000), "run-a"),
+        )
+        .drawer
+    }
+
+    fn stamped(mut u: LegacyUser) -> LegacyUser {
+        u.training_plans[0].insert("snapshot_id", "snapshot_legacy_v1");
+        u
+    }
+
+    #[test]
+    fn a_migrated_drawer_matches_every_document() {
+        let u = user();
+        let drawer = expected(&u);
+        let u = stamped(u);
+        let findings = compare_user(&docs(&u), &drawer, Some(&drawer), &[], &[]);
+        assert_eq!(findings.len(), 4);
+        assert!(findings.iter().all(Finding::matches), "{findings:?}");
+    }
+
+    #[test]
+    fn each_kind_of_damage_is_found_with_its_path_and_no_value() {
+        let u = stamped(user());
+        let mut drawer = expected(&u);
+        let services = drawer.get_document_mut("services").unwrap();
+        services.insert("shared_questionnaires", Bson::Array(vec![]));
+        let training = services.get_document_mut("training").unwrap();
+        let fup = training
+            .get_document_mut("questionnaires")
+            .unwrap()
+            .get_array_mut("followups")
+            .unwrap();
+        fup[0]
+            .as_document_mut()
+            .unwrap()
+            .insert("measurements", doc! {"peso": "99"});
+        training.insert("snapshots", Bson::Array(vec![]));
+        let findings = compare_user(&docs(&u), &expected(&u), Some(&drawer), &[], &[]);
+        let by = |k: LegacyKind| findings.iter().find(|f| f.kind == k).unwrap().paths.clone();
+        assert_eq!(
+            by(LegacyKind::Submission),
+            vec!["services.shared_questionnaires[s1]"]
+        );
+        assert_eq!(
+            by(LegacyKind::Followup),
+            vec!["services.training.questionnaires.followups[f1].measurements"]
+        );
+        assert_eq!(
+            by(LegacyKind::TrainingPlan),
+            vec!["services.training.snapshots[training_plan_id=t1]"]
+        );
+        assert_eq!(
+            by(LegacyKind::NutritionPlan),
+            vec!["services.training.snapshots[nutrition_plan_id=n1]"]
+        );
+        assert!(!format!("{findings:?}").contains("99"));
+    }
+
+    #[test]
+    fn a_missing_drawer_fails_everything_and_skipped_ids_are_left_to_quarantine() {
+        let u = user();
+        let findings = compare_user(&docs(&u), &expected(&u), None, &[], &[Bson::from("n1")]);
+        assert_eq!(findings.len(), 3);
+        assert!(findings.iter().all(|f| !f.matches()));
+    }
+}
