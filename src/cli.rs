@@ -220,7 +220,7 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "I/N", value_parser = parse_partition)]
     pub partition: Option<(u32, u32)>,
     /// Users per write batch (and per checkpoint).
-    #[arg(long, env = "EDN_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "EDN_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
     /// Read at most this many legacy documents per second (be gentle with a production primary).
     #[arg(long, value_name = "DOCS_PER_SECOND")]

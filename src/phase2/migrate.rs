@@ -185,9 +185,9 @@ impl Batcher<'_> {
         self.split(groups, &mut writes, &mut tally);
         let users = std::mem::take(&mut writes.users);
         let existing = self.existing(&users)?;
-        for user in &users {
+        let built = build_all(&users, &existing, &self.pass.build);
+        for (user, built) in users.iter().zip(built) {
             let found = existing.get(&drawer::drawer_id(&user.user_id));
-            let built = drawer::build(user, found, &self.pass.build);
             self.account(user, found, built, &mut writes, &mut tally);
         }
         self.write_drawers(&users, &mut writes, &mut tally)?;
@@ -209,7 +209,7 @@ impl Batcher<'_> {
 
     /// Sends documents that fail triage to quarantine; the rest, per user.
     fn split(&self, groups: Vec<Group>, writes: &mut Writes, tally: &mut Tally) {
-        for group in groups {
+        for mut group in groups {
             tally.documents += group.len() as u64;
             let mut user = LegacyUser {
                 user_id: bson_string(&group.user_id),
@@ -217,20 +217,21 @@ impl Batcher<'_> {
             };
             for source in Source::ALL {
                 let kind = kind_of(source);
-                for doc in group.of(source) {
-                    match drawer::triage(kind, doc) {
-                        Ok(()) => match kind {
-                            LegacyKind::Submission => user.submissions.push(doc.clone()),
-                            LegacyKind::Followup => user.followups.push(doc.clone()),
-                            LegacyKind::TrainingPlan => user.training_plans.push(doc.clone()),
-                            LegacyKind::NutritionPlan => user.nutrition_plans.push(doc.clone()),
-                        },
-                        Err(reason) => writes.quarantine.push(self.quarantine_doc(
+                for doc in std::mem::take(&mut group.docs[source as usize]) {
+                    if let Err(reason) = drawer::triage(kind, &doc) {
+                        writes.quarantine.push(self.quarantine_doc(
                             kind,
                             doc.get("_id"),
                             doc.get("user_id"),
                             &reason,
-                        )),
+                        ));
+                        continue;
+                    }
+                    match kind {
+                        LegacyKind::Submission => user.submissions.push(doc),
+                        LegacyKind::Followup => user.followups.push(doc),
+                        LegacyKind::TrainingPlan => user.training_plans.push(doc),
+                        LegacyKind::NutritionPlan => user.nutrition_plans.push(doc),
                     }
                 }
             }
@@ -477,6 +478,37 @@ impl Batcher<'_> {
             std::thread::sleep(wait);
         }
     }
+}
+
+/// Builds every user's drawer, spread over the machine's cores: building is
+/// pure and dominates the run, so this is where threads pay.
+fn build_all(
+    users: &[LegacyUser],
+    existing: &HashMap<String, Document>,
+    opts: &BuildOptions,
+) -> Vec<Built> {
+    let build =
+        |u: &LegacyUser| drawer::build(u, existing.get(&drawer::drawer_id(&u.user_id)), opts);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads < 2 || users.len() < 2 * threads {
+        return users.iter().map(build).collect();
+    }
+    let chunk = users.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = users
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(build).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 fn count_written(p: &PendingDrawer, tally: &mut Tally) {

@@ -143,8 +143,10 @@ impl SqliteStore {
             Order::ById => "x''".to_string(),
             Order::ByField(path) => format!("edn_key(doc, {})", sql_literal(path)),
         };
+        // Spelled out rather than as a row value `(f, k) > (?1, ?2)`: SQLite
+        // seeks an expression index only on a plain range of the expression.
         let filter = if after.is_some() {
-            format!("WHERE ({field}, k) > (?1, ?2)")
+            format!("WHERE {field} >= ?1 AND ({field} > ?1 OR k > ?2)")
         } else {
             "WHERE ?1 IS NULL AND ?2 IS NULL".to_string()
         };
@@ -338,17 +340,14 @@ impl Store for SqliteStore {
         let tx = self.conn.unchecked_transaction()?;
         let mut matched = 0;
         for update in updates {
-            let Some(blob) = self.stored_bytes(&table, &sort_key(Some(&update.id)))? else {
+            let key = sort_key(Some(&update.id));
+            let Some(blob) = self.stored_bytes(&table, &key)? else {
                 continue;
             };
-            let mut doc = decode(&blob)?;
-            for (key, value) in &update.set {
-                doc.insert(key.clone(), value.clone());
-            }
-            for key in &update.unset {
-                doc.remove(key);
-            }
-            self.write_one(ns, &table, &doc, true)?;
+            self.conn
+                .prepare_cached(&format!("UPDATE {table} SET doc = ?1 WHERE k = ?2"))?
+                .execute(params![patch(&blob, update)?, key])
+                .map_err(|e| self.duplicate_or(e, ns, Some(&update.id)))?;
             matched += 1;
         }
         tx.commit()?;
@@ -423,6 +422,13 @@ impl Store for SqliteStore {
             .map(|k| format!("edn_key(doc, {})", sql_literal(k)))
             .collect::<Vec<_>>()
             .join(", ");
+        // A non-unique index also orders by `_id` (k), so a scan ordered by
+        // (field, _id) resumes with an index seek instead of a sort.
+        let columns = if spec.unique {
+            columns
+        } else {
+            format!("{columns}, k")
+        };
         let unique = if spec.unique { "UNIQUE " } else { "" };
         self.conn
             .execute_batch(&format!(
@@ -539,6 +545,32 @@ fn require_id(doc: &Document) -> StoreResult<&Bson> {
 
 fn encode(doc: &Document) -> StoreResult<Vec<u8>> {
     bson::to_vec(doc).map_err(|e| StoreError::Encoding(e.to_string()))
+}
+
+/// Applies a field update to a stored document without decoding it: a set
+/// field keeps its place (as MongoDB's `$set` does), a new one goes last.
+fn patch(blob: &[u8], update: &FieldUpdate) -> StoreResult<Vec<u8>> {
+    let bad = |e: bson::raw::Error| StoreError::Encoding(e.to_string());
+    let raw = |v: &Bson| {
+        bson::RawBson::try_from(v.clone()).map_err(|e| StoreError::Encoding(e.to_string()))
+    };
+    let mut out = bson::RawDocumentBuf::new();
+    for element in RawDocument::from_bytes(blob).map_err(bad)? {
+        let (key, value) = element.map_err(bad)?;
+        if update.unset.iter().any(|u| u == key) {
+            continue;
+        }
+        match update.set.get(key) {
+            Some(new) => out.append(key, raw(new)?),
+            None => out.append_ref(key, value),
+        }
+    }
+    for (key, value) in &update.set {
+        if out.get(key).map_err(bad)?.is_none() {
+            out.append(key, raw(value)?);
+        }
+    }
+    Ok(out.into_bytes())
 }
 
 fn decode(blob: &[u8]) -> StoreResult<Document> {
