@@ -238,7 +238,7 @@ impl Ctx {
             generated[pos].take()
         };
         let mut out: Vec<Bson> = Vec::new();
-        for entry in path::array(&self.d, spec.path) {
+        for entry in path::take_array(&mut self.d, spec.path) {
             let Some(k) = spec.key_of(&entry) else {
                 out.push(entry);
                 continue;
@@ -419,7 +419,7 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
         path::get(&ctx.d, "services.training.questionnaires.inicial"),
         Some(Bson::Document(_))
     );
-    let nutrition_plans = !path::array(&ctx.d, NUTRITION_PLANS.path).is_empty();
+    let nutrition_plans = !path::array_ref(&ctx.d, NUTRITION_PLANS.path).is_empty();
     ctx.put(
         Put::Derive,
         "services.training.active",
@@ -700,13 +700,13 @@ fn plans(
 
     // Foreign snapshots before the migrated block stay first; the block follows.
     let snap_i = index_of(SNAPSHOTS);
-    let existing = path::array(&ctx.d, SNAPSHOTS.path);
+    let existing = path::array_ref(&ctx.d, SNAPSHOTS.path);
     let first_owned = existing
         .iter()
         .position(|s| SNAPSHOTS.key_of(s).is_some_and(|k| ctx.m.owns(snap_i, &k)));
     let is_owned = |s: &Bson| SNAPSHOTS.key_of(s).is_some_and(|k| ctx.m.owns(snap_i, &k));
     let (base, after): (Vec<Bson>, Vec<Bson>) = match first_owned {
-        None => (existing.clone(), Vec::new()),
+        None => (existing.to_vec(), Vec::new()),
         Some(p) => (
             existing[..p]
                 .iter()
@@ -778,7 +778,7 @@ fn plans(
     }
 
     // Plans the new system already versioned: listed when their snapshot is here, never re-versioned.
-    let snaps = path::array(&ctx.d, SNAPSHOTS.path);
+    let snaps = path::array_ref(&ctx.d, SNAPSHOTS.path);
     let version_of = |sid: &str| -> Option<Bson> {
         snaps.iter().find_map(|s| {
             let s = s.as_document()?;
@@ -848,7 +848,7 @@ fn snap_info(s: &Document) -> Option<SnapInfo> {
 }
 
 fn followups(ctx: &mut Ctx, fups: &[Src<'_>], archived_context: &[Document]) {
-    let mut snaps: Vec<SnapInfo> = path::array(&ctx.d, SNAPSHOTS.path)
+    let mut snaps: Vec<SnapInfo> = path::array_ref(&ctx.d, SNAPSHOTS.path)
         .iter()
         .filter_map(|s| s.as_document().and_then(snap_info))
         .collect();

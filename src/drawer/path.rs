@@ -50,6 +50,34 @@ pub(crate) fn ensure(doc: &mut Document, path: &str, default: Bson) {
     }
 }
 
+/// The array at `path`, borrowed (empty when absent or not an array).
+pub(crate) fn array_ref<'a>(doc: &'a Document, path: &str) -> &'a [Bson] {
+    match get(doc, path) {
+        Some(Bson::Array(items)) => items,
+        _ => &[],
+    }
+}
+
+/// Moves the array at `path` out of the document (leaving it empty), so a
+/// caller that rebuilds the array does not copy every entry first.
+pub(crate) fn take_array(doc: &mut Document, path: &str) -> Vec<Bson> {
+    let mut current = doc;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            return match current.get_mut(part) {
+                Some(Bson::Array(items)) => std::mem::take(items),
+                _ => Vec::new(),
+            };
+        }
+        match current.get_mut(part) {
+            Some(Bson::Document(inner)) => current = inner,
+            _ => return Vec::new(),
+        }
+    }
+    Vec::new()
+}
+
 pub(crate) fn array(doc: &Document, path: &str) -> Vec<Bson> {
     match get(doc, path) {
         Some(Bson::Array(items)) => items.clone(),

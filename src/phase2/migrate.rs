@@ -14,7 +14,7 @@ use crate::drawer::{self, BuildOptions, Built, LegacyKind, LegacyUser, Scope};
 use crate::engine::merge::{partition_of, Group, PerUser, Source};
 use crate::error::CommandResult;
 use crate::extjson;
-use crate::store::{FieldUpdate, Ns, Precondition, Store};
+use crate::store::{FieldUpdate, Ns, Precondition, Store, StoreResult};
 use bson::{doc, Bson, Document};
 use indicatif::ProgressBar;
 use std::collections::{BTreeMap, HashMap};
@@ -72,14 +72,6 @@ pub fn run_pass(
     progress: &ProgressBar,
     checkpoint: &mut dyn FnMut(&Tally, &Checkpoint) -> CommandResult<()>,
 ) -> CommandResult<PassResult> {
-    let sources = sources(config);
-    let after = after_user.map(Bson::from);
-    let groups = PerUser::open(
-        store,
-        sources.each_ref(),
-        pass.batch_size.max(100),
-        after.as_ref(),
-    )?;
     let mut batcher = Batcher {
         store,
         config,
@@ -87,23 +79,77 @@ pub fn run_pass(
         result: PassResult::default(),
         started: Instant::now(),
         batches: 0,
+        pending: Vec::new(),
     };
-    let mut batch = Vec::new();
-    for group in groups {
-        let group = group?;
+    let mut consume = |group: Group| -> CommandResult<()> {
         progress.inc(group.len() as u64);
         if let Some((i, n)) = pass.partition {
             if is_user(&group) && partition_of(&group.user_id, n) != i {
-                continue;
+                return Ok(());
             }
         }
-        batch.push(group);
-        if batch.len() >= pass.batch_size as usize {
-            batcher.flush(std::mem::take(&mut batch), checkpoint)?;
+        batcher.push(group, checkpoint)
+    };
+    match store.reader() {
+        // Reading and decoding run on their own thread, ahead of the builds.
+        Some(reader) => std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let producer =
+                scope.spawn(move || read_groups(reader.as_ref(), config, pass, after_user, &tx));
+            for groups in rx {
+                for group in groups? {
+                    consume(group)?;
+                }
+            }
+            producer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?,
+        None => {
+            let sources = sources(config);
+            let after = after_user.map(Bson::from);
+            for group in PerUser::open(store, sources.each_ref(), read_batch(pass), after.as_ref())?
+            {
+                consume(group?)?;
+            }
         }
     }
-    batcher.flush(batch, checkpoint)?;
+    batcher.finish(checkpoint)?;
     Ok(batcher.result)
+}
+
+/// Documents per read round trip.
+fn read_batch(pass: &Pass) -> u32 {
+    pass.batch_size.max(100)
+}
+
+/// Streams the per-user groups to the engine in chunks of one batch.
+fn read_groups(
+    store: &dyn Store,
+    config: &Config,
+    pass: &Pass,
+    after_user: Option<&str>,
+    tx: &std::sync::mpsc::SyncSender<StoreResult<Vec<Group>>>,
+) -> CommandResult<()> {
+    let sources = sources(config);
+    let after = after_user.map(Bson::from);
+    let mut chunk = Vec::with_capacity(pass.batch_size as usize);
+    for group in PerUser::open(store, sources.each_ref(), read_batch(pass), after.as_ref())? {
+        match group {
+            Ok(group) => chunk.push(group),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return Ok(());
+            }
+        }
+        if chunk.len() >= pass.batch_size as usize
+            && tx.send(Ok(std::mem::take(&mut chunk))).is_err()
+        {
+            return Ok(()); // the engine stopped; it reports why
+        }
+    }
+    let _ = tx.send(Ok(chunk));
+    Ok(())
 }
 
 /// The four per-user collections, in the merge order of `Source`.
@@ -164,9 +210,33 @@ struct Batcher<'a> {
     result: PassResult,
     started: Instant,
     batches: u64,
+    pending: Vec<Group>,
 }
 
 impl Batcher<'_> {
+    /// Queues a user's group; a full batch is built and written.
+    fn push(
+        &mut self,
+        group: Group,
+        checkpoint: &mut dyn FnMut(&Tally, &Checkpoint) -> CommandResult<()>,
+    ) -> CommandResult<()> {
+        self.pending.push(group);
+        if self.pending.len() >= self.pass.batch_size as usize {
+            let batch = std::mem::take(&mut self.pending);
+            self.flush(batch, checkpoint)?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is left.
+    fn finish(
+        &mut self,
+        checkpoint: &mut dyn FnMut(&Tally, &Checkpoint) -> CommandResult<()>,
+    ) -> CommandResult<()> {
+        let batch = std::mem::take(&mut self.pending);
+        self.flush(batch, checkpoint)
+    }
+
     fn flush(
         &mut self,
         groups: Vec<Group>,
@@ -338,22 +408,29 @@ impl Batcher<'_> {
         let ns = self.config.drawers_ns();
         for attempt in 0..=MAX_RETRIES {
             self.write_archive(writes, tally)?;
-            let pending = std::mem::take(&mut writes.drawers);
-            let done = if self.pass.dry_run || pending.is_empty() {
-                vec![true; pending.len()]
+            // The drawers move into the write: a batch holds one copy of each.
+            let (batch, counts): (Vec<_>, Vec<_>) = std::mem::take(&mut writes.drawers)
+                .into_iter()
+                .map(|p| {
+                    let id = p.doc.get_str("_id").unwrap_or_default().to_string();
+                    (
+                        (p.doc, p.condition),
+                        (id, p.created, p.snapshots, p.followups),
+                    )
+                })
+                .unzip();
+            let done = if self.pass.dry_run || batch.is_empty() {
+                vec![true; batch.len()]
             } else {
-                let batch: Vec<(Document, Precondition)> = pending
-                    .iter()
-                    .map(|p| (p.doc.clone(), p.condition.clone()))
-                    .collect();
                 self.store.put_if(&ns, &batch)?
             };
+            drop(batch);
             let mut lost = Vec::new();
-            for (p, ok) in pending.into_iter().zip(done) {
+            for ((id, created, snapshots, followups), ok) in counts.into_iter().zip(done) {
                 if ok {
-                    count_written(&p, tally);
+                    count_written(created, snapshots, followups, tally);
                 } else {
-                    lost.push(p.doc.get_str("_id").unwrap_or_default().to_string());
+                    lost.push(id);
                 }
             }
             if lost.is_empty() {
@@ -511,14 +588,14 @@ fn build_all(
     })
 }
 
-fn count_written(p: &PendingDrawer, tally: &mut Tally) {
-    if p.created {
+fn count_written(created: bool, snapshots: u64, followups: u64, tally: &mut Tally) {
+    if created {
         tally.drawers_created += 1;
     } else {
         tally.drawers_updated += 1;
     }
-    tally.snapshots += p.snapshots;
-    tally.followups += p.followups;
+    tally.snapshots += snapshots;
+    tally.followups += followups;
     tally.writes += 1;
 }
 

@@ -199,6 +199,10 @@ pub trait Store {
     /// Where this store points, with any password redacted: safe to print.
     fn describe(&self) -> String;
 
+    /// A second, independent handle for a reader thread, so reading can run
+    /// ahead of writing; `None` where the data cannot be shared (in memory).
+    fn reader(&self) -> Option<Box<dyn Store + Send>>;
+
     /// The collections of a database, sorted by name.
     fn list_collections(&self, db: &str) -> StoreResult<Vec<String>>;
 

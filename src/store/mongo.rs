@@ -120,6 +120,13 @@ impl Store for MongoStore {
         redact_url(&self.url)
     }
 
+    fn reader(&self) -> Option<Box<dyn Store + Send>> {
+        Some(Box::new(MongoStore {
+            client: self.client.clone(),
+            url: self.url.clone(),
+        }))
+    }
+
     fn list_collections(&self, db: &str) -> StoreResult<Vec<String>> {
         let mut names = self
             .client

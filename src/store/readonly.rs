@@ -20,6 +20,10 @@ impl Store for ReadOnly<'_> {
     fn describe(&self) -> String {
         self.0.describe()
     }
+    fn reader(&self) -> Option<Box<dyn Store + Send>> {
+        // Reading needs no guard: the reader handle never writes.
+        self.0.reader()
+    }
     fn list_collections(&self, db: &str) -> StoreResult<Vec<String>> {
         self.0.list_collections(db)
     }

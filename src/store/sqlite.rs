@@ -200,6 +200,14 @@ impl Store for SqliteStore {
         format!("sqlite:{}", self.path)
     }
 
+    fn reader(&self) -> Option<Box<dyn Store + Send>> {
+        if self.path == ":memory:" {
+            return None;
+        }
+        let store = SqliteStore::open(&self.path).ok()?;
+        Some(Box::new(store))
+    }
+
     fn list_collections(&self, db: &str) -> StoreResult<Vec<String>> {
         let mut stmt = self
             .conn
