@@ -186,17 +186,15 @@ struct Ctx {
 
 impl Ctx {
     fn put(&mut self, how: Put, p: &str, value: Bson) {
-        let current = path::get(&self.d, p).cloned();
+        let current = path::get(&self.d, p);
         let owned = self.m.set_record(p).is_some();
         let may = owned
             || match how {
-                Put::Fill => blank(current.as_ref()),
+                Put::Fill => blank(current),
                 Put::Derive => true,
             };
-        if let Some(c) = &current {
-            if path::same(c, &value) {
-                return;
-            }
+        if current.is_some_and(|c| path::same(c, &value)) {
+            return;
         }
         if !may {
             self.warnings.push(Warning::new(
@@ -207,10 +205,12 @@ impl Ctx {
             return;
         }
         if !owned {
+            // Only the first change of a path keeps what was there before.
+            let before = current.cloned();
             self.m.set.push(SetRecord {
                 path: p.to_owned(),
-                existed: current.is_some(),
-                before: current.unwrap_or(Bson::Null),
+                existed: before.is_some(),
+                before: before.unwrap_or(Bson::Null),
             });
         }
         path::set(&mut self.d, p, value);

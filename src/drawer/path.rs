@@ -90,10 +90,13 @@ pub(crate) fn size(doc: &Document) -> usize {
     bson::to_vec(doc).map(|v| v.len()).unwrap_or(0)
 }
 
+/// The BSON of `{v: value}`, serialized from a borrow (no copy of the value).
 fn bytes(value: &Bson) -> Option<Vec<u8>> {
-    let mut d = Document::new();
-    d.insert("v", value.clone());
-    bson::to_vec(&d).ok()
+    #[derive(serde::Serialize)]
+    struct Wrapped<'a> {
+        v: &'a Bson,
+    }
+    bson::to_vec(&Wrapped { v: value }).ok()
 }
 
 /// Equal types, values and key order (NaN equals itself). Falls back to `==`
