@@ -249,12 +249,9 @@ fn normalized(files: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
                     }
                 }
                 if let Some(Value::Object(meta)) = map.get_mut("meta") {
-                    // A drawer the migration created or changed carries the run's clock.
+                    // A drawer the migration changed carries the run's clock here.
                     if meta.contains_key("migration") {
                         meta.insert("updated_at".into(), Value::String("<run>".into()));
-                        if meta["migration"]["created_drawer"] == true {
-                            meta.insert("created_at".into(), Value::String("<run>".into()));
-                        }
                     }
                 }
             }

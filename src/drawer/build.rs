@@ -121,11 +121,16 @@ fn accept<'a>(
     kept
 }
 
-fn skeleton(user_id: &str, now: bson::DateTime) -> Document {
+fn skeleton(user_id: &str, created_at: bson::DateTime, now: bson::DateTime) -> Document {
     doc! {
         "_id": drawer_id(user_id),
         "user_id": user_id,
-        "profile": {},
+        "profile": {
+            "nombre_completo": Bson::Null, "email": Bson::Null, "fecha_nacimiento": Bson::Null,
+            "edad": Bson::Null, "sexo": Bson::Null, "profesion": Bson::Null,
+            "telefono": Bson::Null, "whatsapp": Bson::Null,
+            "created_at": Bson::Null, "updated_at": Bson::Null,
+        },
         "services": {
             "shared_questionnaires": [],
             "training": {
@@ -139,7 +144,7 @@ fn skeleton(user_id: &str, now: bson::DateTime) -> Document {
             "nutrition": { "active": false, "plans": [] },
         },
         "meta": {
-            "created_at": now,
+            "created_at": created_at,
             "updated_at": now,
             "active_services": [],
             "has_archived_snapshots": false,
@@ -334,7 +339,16 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
         };
     }
 
-    let mut d = existing.cloned().unwrap_or_else(|| skeleton(uid, opts.now));
+    // A new drawer dates from the user's first legacy document (the plan's
+    // `$setOnInsert` uses the submission date), not from the run's clock.
+    let first = [&subs, &fups, &tplans, &nplans]
+        .into_iter()
+        .flat_map(|list| list.iter().map(|s| s.millis))
+        .min()
+        .map_or(opts.now, bson::DateTime::from_millis);
+    let mut d = existing
+        .cloned()
+        .unwrap_or_else(|| skeleton(uid, first, opts.now));
     ensure_containers(&mut d);
     let mut m = MigrationMeta::read(&d);
     if created {
