@@ -9,6 +9,9 @@ use edn_migrate::{backup, confirm, phase0, phase2, rollback, status, store, tran
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // `.env` in the working directory fills in what the environment lacks;
     // a variable already set wins, and flags win over both (clap).
