@@ -8,18 +8,26 @@ mod common;
 use bson::{Bson, Document};
 use edn_migrate::drawer::{build, validate, Built, LegacyKind};
 
-const USERS: [&str; 12] = [
+const USERS: [&str; 20] = [
+    "1730102400123401", // U01 ordinary, round-trip types
+    "1730275200456702", // U02 ordinary, follow-up measurement_type "none"
+    "1730448000789003", // U03 ordinary, fecha_nacimiento a BSON date before 1970
     "1730620800234504", // U04 several initial submissions
     "1730793600567805", // U05 unmapped keys
     "1730966400890106", // U06 decimal commas
     "1731139200345607", // U07 unparsable numbers
     "1731312000678908", // U08 edad ""
+    "1731484800901209", // U09 edad "treinta"
     "1731657600456710", // U10 plan _id order != date order
     "1731830400789011", // U11 e<k>_output layout
     "1732003200123412", // U12 pairing by time, unpaired nutrition plan
     "1732176000456713", // U13 follow-up linking by date / none
     "1732348800789014", // U14 plans only
     "1762976907472415", // U15 dual-write drawer
+    "1732521600123416", // U16 plans already stamped by the new system
+    "1732694400456717", // U17 orphan follow-up only
+    "1732867200789018", // U18 ObjectId plan ids
+    "1733040000123419", // U19 int64 and numeric follow-up measurements
     "1733212800456720", // U20 bad documents
 ];
 
@@ -297,4 +305,138 @@ fn u18_objectid_plan_ids_keep_their_type() {
         get(&d, "services.training.plans.1.plan_id"),
         Bson::ObjectId(_)
     ));
+}
+
+#[test]
+fn readme_facts_u01_u02_u03_u18_u19_ordinary() {
+    for uid in [
+        "1730102400123401",
+        "1730275200456702",
+        "1730448000789003",
+        "1732867200789018",
+        "1733040000123419",
+    ] {
+        let d = built(uid).drawer;
+        let links = ids(
+            &d,
+            "services.training.questionnaires.followups",
+            "snapshot_link",
+        );
+        assert!(!links.is_empty(), "{uid}: no follow-ups");
+        assert!(links.iter().all(|l| l == "\"plan\""), "{uid}: {links:?}");
+        let paired = ids(
+            &d,
+            "services.training.snapshots",
+            "plans_generated.nutrition_plan_id",
+        );
+        assert!(!paired.contains(&"null".to_string()), "{uid}: {paired:?}");
+        assert_eq!(get(&d, "meta.status").as_str(), Some("active"), "{uid}");
+    }
+    let d = built("1730275200456702").drawer;
+    assert_eq!(
+        get(
+            &d,
+            "services.training.questionnaires.followups.0.measurement_type"
+        )
+        .as_str(),
+        Some("none")
+    );
+}
+
+#[test]
+fn readme_facts_u03_u19_round_trip_types() {
+    // U03: fecha_nacimiento is a BSON date before 1970 (1962-03-15), kept as a date.
+    let d = built("1730448000789003").drawer;
+    let born = Bson::DateTime(bson::DateTime::from_millis(-246_153_600_000));
+    assert_eq!(get(&d, "profile.fecha_nacimiento"), &born);
+    assert_eq!(
+        get(
+            &d,
+            "services.training.questionnaires.inicial.responses.personal_data.fecha_nacimiento"
+        ),
+        &born
+    );
+    assert_eq!(
+        get(
+            &d,
+            "services.shared_questionnaires.0.raw_payload.responses.fecha_nacimiento"
+        ),
+        &born
+    );
+    // U19: an int64 days_since_last_plan and numeric follow-up measurements.
+    let d = built("1733040000123419").drawer;
+    let f = "services.training.questionnaires.followups";
+    assert_eq!(
+        get(&d, &format!("{f}.0.followup_id")).as_str(),
+        Some("followup_1741255200000001")
+    );
+    assert_eq!(get(&d, &format!("{f}.0.days_since_last")), &Bson::Int64(30));
+    assert_eq!(get(&d, &format!("{f}.1.days_since_last")), &Bson::Int32(30));
+    assert_eq!(
+        get(
+            &d,
+            "services.shared_questionnaires.1.raw_payload.days_since_last_plan"
+        ),
+        &Bson::Int64(30)
+    );
+    assert_eq!(
+        get(&d, &format!("{f}.1.measurements.peso")),
+        &Bson::Double(85.0)
+    );
+    assert_eq!(
+        get(&d, &format!("{f}.1.measurements.grasa_porcentaje")),
+        &Bson::Double(18.5)
+    );
+    assert_eq!(
+        get(&d, &format!("{f}.1.measurements.cintura_cm")),
+        &Bson::Int32(90)
+    );
+    let m = "services.training.measurements.2";
+    assert_eq!(
+        get(&d, &format!("{m}.measurement_id")).as_str(),
+        Some("measure_followup_followup_1743933600000001")
+    );
+    assert_eq!(
+        get(&d, &format!("{m}.data.cintura_cm")),
+        &Bson::Double(90.0)
+    );
+    assert_eq!(get(&d, &format!("{m}.data.peso")), &Bson::Double(85.0));
+}
+
+#[test]
+fn readme_facts_u09_u16_u17_new_drawers() {
+    let b = built("1731484800901209");
+    assert_eq!(get(&b.drawer, "profile.edad"), &Bson::Null);
+    assert!(b
+        .warnings
+        .iter()
+        .any(|w| w.source_id == "submission_1731157200000001" && w.field == "responses.edad"));
+    let b = built("1732521600123416");
+    assert!(b
+        .quarantine
+        .iter()
+        .any(|q| q.kind == LegacyKind::NutritionPlan
+            && q.id.as_str() == Some("nutrition_1743674520000002")));
+    assert_eq!(
+        ids(&b.drawer, "services.nutrition.plans", "plan_id"),
+        ["\"nutrition_1741082520000002\""]
+    );
+    assert_eq!(
+        get(
+            &b.drawer,
+            "services.training.questionnaires.followups.0.previous_snapshot_id"
+        )
+        .as_str(),
+        Some("snapshot_legacy_v1")
+    );
+    // U17: only an orphan follow-up; the drawer dates from it and needs review.
+    let d = built("1732694400456717").drawer;
+    assert_eq!(get(&d, "meta.status").as_str(), Some("needs_review"));
+    assert_eq!(
+        get(&d, "meta.created_at"),
+        // 2025-02-14T11:00:00Z, the follow-up's submission_date
+        &Bson::DateTime(bson::DateTime::from_millis(1_739_530_800_000))
+    );
+    assert_eq!(get(&d, "profile.nombre_completo"), &Bson::Null);
+    assert_eq!(get(&d, "services.training.active"), &Bson::Boolean(false));
 }
