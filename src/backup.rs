@@ -26,11 +26,11 @@
 
 use crate::config::Config;
 use crate::error::{CommandError, CommandResult};
-use crate::report::{table, Output};
+use crate::report::{progress_bar, table, Output};
 use crate::store::{IndexSpec, Ns, Scan, Store};
 use bson::Document;
 use chrono::{DateTime, SecondsFormat, Utc};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -384,7 +384,7 @@ pub fn restore(
         plans.push((entry, read_indexes(&dir, entry)?));
     }
     let batch_size = batch_size.max(1) as usize;
-    let progress = bar(manifest.documents(), "restoring");
+    let progress = progress_bar(manifest.documents(), "restoring");
     let mut rows = vec![vec![
         "database".to_string(),
         "collection".to_string(),
@@ -479,7 +479,7 @@ fn write_backup(
     for ns in namespaces {
         expected += store.count(ns)?;
     }
-    let progress = bar(expected, "backing up");
+    let progress = progress_bar(expected, "backing up");
     let mut collections = Vec::with_capacity(namespaces.len());
     for ns in namespaces {
         collections.push(dump_collection(store, ns, partial, &progress)?);
@@ -671,7 +671,7 @@ fn is_ascending(direction: &Value) -> bool {
 /// difference, unreadable files included (empty: the backup verifies).
 fn check(dir: &Path, manifest: &Manifest) -> Vec<String> {
     let total: u64 = manifest.collections.iter().map(|c| c.bson_bytes).sum();
-    let progress = bar(total, "verifying");
+    let progress = progress_bar(total, "verifying");
     let mut problems = Vec::new();
     for entry in &manifest.collections {
         check_bson(dir, entry, &progress, &mut problems);
@@ -1153,15 +1153,6 @@ fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-}
-
-fn bar(len: u64, what: &'static str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {percent}% {elapsed}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what);
-    bar
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! What a command prints: one text summary for people, one JSON object for
 //! scripts, built from the same numbers so the two never disagree.
 
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 /// The result of a command, in both forms.
@@ -10,6 +11,17 @@ pub struct Output {
     pub text: String,
     /// The object printed with `--json`.
     pub json: Value,
+}
+
+/// A progress bar on stderr for long work; indicatif draws nothing when
+/// stderr is not a terminal, so scripts and logs stay clean.
+pub fn progress_bar(len: u64, what: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {percent}% {elapsed}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what);
+    bar
 }
 
 /// Lays out rows as aligned columns (the first row is the header).

@@ -8,9 +8,9 @@
 
 use crate::error::{CommandError, CommandResult};
 use crate::extjson;
-use crate::report::{table, Output};
+use crate::report::{progress_bar, table, Output};
 use crate::store::{Ns, Scan, Store};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -49,7 +49,7 @@ pub fn import(store: &dyn Store, dir: &Path, opts: ImportOptions) -> CommandResu
             problems.join("\n  ")
         )));
     }
-    let progress = bar(sources.iter().map(|s| s.bytes).sum(), "importing");
+    let progress = progress_bar(sources.iter().map(|s| s.bytes).sum(), "importing");
     let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for source in &sources {
         let n = load_file(store, source, opts, &progress)?;
@@ -70,7 +70,7 @@ pub fn export(
     batch_size: u32,
 ) -> CommandResult<Output> {
     let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    let progress = bar(0, "exporting");
+    let progress = progress_bar(0, "exporting");
     for db in dbs {
         let db_dir = dir.join(db);
         fs::create_dir_all(&db_dir)
@@ -268,15 +268,6 @@ fn file_name(path: &Path) -> String {
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_string()
-}
-
-fn bar(len: u64, what: &'static str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {percent}% {elapsed}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what);
-    bar
 }
 
 fn summary(verb: &str, dir: &Path, counts: &BTreeMap<String, BTreeMap<String, u64>>) -> Output {

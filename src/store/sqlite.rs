@@ -181,7 +181,17 @@ impl SqliteStore {
     }
 
     fn write_one(&self, ns: &Ns, table: &str, doc: &Document, replace: bool) -> StoreResult<()> {
-        let id = doc.get("_id");
+        self.write_encoded(ns, table, doc.get("_id"), encode(doc)?, replace)
+    }
+
+    fn write_encoded(
+        &self,
+        ns: &Ns,
+        table: &str,
+        id: Option<&Bson>,
+        bytes: Vec<u8>,
+        replace: bool,
+    ) -> StoreResult<()> {
         let sql = if replace {
             format!("INSERT INTO {table} (k, doc) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET doc = excluded.doc")
         } else {
@@ -189,7 +199,7 @@ impl SqliteStore {
         };
         self.conn
             .prepare_cached(&sql)?
-            .execute(params![sort_key(id), encode(doc)?])
+            .execute(params![sort_key(id), bytes])
             .map_err(|e| self.duplicate_or(e, ns, id))?;
         Ok(())
     }
@@ -312,9 +322,10 @@ impl Store for SqliteStore {
     fn upsert_many(&self, ns: &Ns, docs: &[Document]) -> StoreResult<()> {
         let tx = self.conn.unchecked_transaction()?;
         let table = self.table_for_write(ns)?;
-        for doc in docs {
-            require_id(doc)?;
-            self.write_one(ns, &table, doc, true)?;
+        let refs: Vec<&Document> = docs.iter().collect();
+        for (doc, bytes) in docs.iter().zip(encode_all(&refs)?) {
+            let id = require_id(doc)?;
+            self.write_encoded(ns, &table, Some(id), bytes, true)?;
         }
         tx.commit()?;
         Ok(())
@@ -324,7 +335,8 @@ impl Store for SqliteStore {
         let tx = self.conn.unchecked_transaction()?;
         let table = self.table_for_write(ns)?;
         let mut done = Vec::with_capacity(writes.len());
-        for (doc, condition) in writes {
+        let docs: Vec<&Document> = writes.iter().map(|(d, _)| d).collect();
+        for ((doc, condition), bytes) in writes.iter().zip(encode_all(&docs)?) {
             let id = require_id(doc)?;
             let stored = self.stored_bytes(&table, &sort_key(Some(id)))?;
             let holds = match condition {
@@ -332,7 +344,7 @@ impl Store for SqliteStore {
                 Precondition::Unchanged(expected) => stored == Some(encode(expected)?),
             };
             if holds {
-                self.write_one(ns, &table, doc, true)?;
+                self.write_encoded(ns, &table, Some(id), bytes, true)?;
             }
             done.push(holds);
         }
@@ -549,6 +561,39 @@ fn check_name(name: &str) -> StoreResult<()> {
 fn require_id(doc: &Document) -> StoreResult<&Bson> {
     doc.get("_id")
         .ok_or_else(|| StoreError::Encoding("a document to write has no _id".into()))
+}
+
+/// Encodes documents on all cores: for drawers of tens of kilobytes,
+/// encoding was a fifth of the writing thread's time.
+fn encode_all(docs: &[&Document]) -> StoreResult<Vec<Vec<u8>>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads < 2 || docs.len() < 8 {
+        return docs.iter().map(|d| encode(d)).collect();
+    }
+    let chunk = docs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = docs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|d| encode(d))
+                        .collect::<StoreResult<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(docs.len());
+        for worker in workers {
+            out.extend(
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+            );
+        }
+        Ok(out)
+    })
 }
 
 fn encode(doc: &Document) -> StoreResult<Vec<u8>> {
