@@ -4,6 +4,8 @@
 //! namespaces, so no command spells a collection name of its own.
 
 use crate::cli::GlobalArgs;
+use crate::drawer::LegacyKind;
+use crate::extjson;
 use crate::redact::redact_url;
 use crate::store::Ns;
 
@@ -80,6 +82,22 @@ impl Config {
     /// The drawers collection.
     pub fn drawers_ns(&self) -> Ns {
         self.drawer(&self.drawers)
+    }
+
+    /// The configured collection that holds documents of a kind.
+    pub fn collection_of(&self, kind: LegacyKind) -> &str {
+        match kind {
+            LegacyKind::Submission => &self.submissions,
+            LegacyKind::Followup => &self.followups,
+            LegacyKind::TrainingPlan => &self.training_plans,
+            LegacyKind::NutritionPlan => &self.nutrition_plans,
+        }
+    }
+
+    /// The `_id` of a document's record in `migration_quarantine`: the
+    /// migration writes it, validation looks it up.
+    pub fn quarantine_id(&self, kind: LegacyKind, id: &bson::Bson) -> String {
+        format!("{}:{}", self.collection_of(kind), extjson::to_json(id))
     }
 
     /// The legacy collections the migration reads, in the order of a status

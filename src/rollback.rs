@@ -16,7 +16,7 @@ use crate::engine::lock::{self, Claim};
 use crate::error::{CommandError, CommandResult};
 use crate::phase2::runs::{new_run_id, RunRecord, Tally};
 use crate::report::{table, Output};
-use crate::store::{FieldUpdate, Ns, Precondition, Scan, Store};
+use crate::store::{FieldUpdate, Precondition, Scan, Store};
 use bson::{Bson, Document};
 use chrono::Utc;
 use serde_json::json;
@@ -157,7 +157,8 @@ fn undo_batch(
         // Legacy stamps and archived snapshots first: if the rollback dies
         // after this, the drawers still hold the record of what to undo.
         for (kind, updates) in stamps {
-            undone.stamps_removed += store.update_fields(&plan_ns(config, kind), &updates)?;
+            undone.stamps_removed +=
+                store.update_fields(&config.legacy(config.collection_of(kind)), &updates)?;
         }
         undone.archived_removed +=
             store.delete_many(&config.drawer(own::SNAPSHOT_ARCHIVE), &archive_ids)?;
@@ -190,13 +191,6 @@ fn undo_batch(
             "{} drawer(s) kept changing during the rollback",
             pending.len()
         )))
-    }
-}
-
-fn plan_ns(config: &Config, kind: LegacyKind) -> Ns {
-    match kind {
-        LegacyKind::NutritionPlan => config.legacy(&config.nutrition_plans),
-        _ => config.legacy(&config.training_plans),
     }
 }
 

@@ -13,7 +13,6 @@ use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, Built, LegacyKind, LegacyUser, Scope};
 use crate::engine::merge::{partition_of, Group, PerUser, Source};
 use crate::error::CommandResult;
-use crate::extjson;
 use crate::store::{FieldUpdate, Ns, Precondition, Store, StoreResult};
 use bson::{doc, Bson, Document};
 use indicatif::ProgressBar;
@@ -168,15 +167,6 @@ fn kind_of(source: Source) -> LegacyKind {
         Source::Followups => LegacyKind::Followup,
         Source::TrainingPlans => LegacyKind::TrainingPlan,
         Source::NutritionPlans => LegacyKind::NutritionPlan,
-    }
-}
-
-fn collection_of(config: &Config, kind: LegacyKind) -> &str {
-    match kind {
-        LegacyKind::Submission => &config.submissions,
-        LegacyKind::Followup => &config.followups,
-        LegacyKind::TrainingPlan => &config.training_plans,
-        LegacyKind::NutritionPlan => &config.nutrition_plans,
     }
 }
 
@@ -496,7 +486,7 @@ impl Batcher<'_> {
         for (kind, updates) in std::mem::take(&mut writes.stamps) {
             if !self.pass.dry_run {
                 self.store.update_fields(
-                    &self.config.legacy(collection_of(self.config, kind)),
+                    &self.config.legacy(self.config.collection_of(kind)),
                     &updates,
                 )?;
             }
@@ -533,10 +523,10 @@ impl Batcher<'_> {
         user_id: Option<&Bson>,
         reason: &str,
     ) -> Document {
-        let collection = collection_of(self.config, kind);
+        let collection = self.config.collection_of(kind);
         let id = id.cloned().unwrap_or(Bson::Null);
         doc! {
-            "_id": format!("{collection}:{}", extjson::to_json(&id)),
+            "_id": self.config.quarantine_id(kind, &id),
             "source_collection": collection,
             "source_id": id,
             "user_id": user_id.cloned().unwrap_or(Bson::Null),

@@ -9,7 +9,6 @@ use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, LegacyKind, LegacyUser};
 use crate::engine::merge::{Group, PerUser, Source};
 use crate::error::{CommandError, CommandResult};
-use crate::extjson;
 use crate::report::{table, Output};
 use crate::store::{value_at_path, Store};
 use bson::{Bson, Document};
@@ -161,7 +160,7 @@ fn check_batch(
         for q in &built.quarantine {
             quarantine_ids.push((
                 q.kind,
-                quarantine_key(config, q.kind, &q.id),
+                config.quarantine_id(q.kind, &q.id),
                 render_id(&q.id),
             ));
         }
@@ -202,7 +201,7 @@ fn split(
         for doc in group.of(source) {
             let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
             if drawer::triage(kind, doc).is_err() {
-                bad.push((kind, quarantine_key(config, kind, &id), render_id(&id)));
+                bad.push((kind, config.quarantine_id(kind, &id), render_id(&id)));
                 continue;
             }
             docs.push((kind, doc.clone()));
@@ -216,17 +215,6 @@ fn split(
     }
     let has_user = !user.user_id.is_empty() && !docs.is_empty();
     (has_user.then_some((user, docs)), bad)
-}
-
-/// The quarantine record id the migration writes for a document.
-fn quarantine_key(config: &Config, kind: LegacyKind, id: &Bson) -> String {
-    let collection = match kind {
-        LegacyKind::Submission => &config.submissions,
-        LegacyKind::Followup => &config.followups,
-        LegacyKind::TrainingPlan => &config.training_plans,
-        LegacyKind::NutritionPlan => &config.nutrition_plans,
-    };
-    format!("{collection}:{}", extjson::to_json(id))
 }
 
 fn archived_of(
