@@ -10,7 +10,7 @@
 use super::diff::diff_paths;
 use super::runs::{Checkpoint, Tally};
 use crate::config::{own, Config};
-use crate::drawer::{self, BuildOptions, Built, LegacyKind, LegacyUser, Scope};
+use crate::drawer::{self, BuildOptions, Built, LegacyKind, LegacyUser};
 use crate::engine::merge::{partition_of, Group, PerUser, Source};
 use crate::error::CommandResult;
 use crate::store::{FieldUpdate, Ns, Precondition, Store, StoreResult};
@@ -25,8 +25,6 @@ const MAX_RETRIES: usize = 3;
 /// What one migrate pass needs besides the store and the configuration.
 #[derive(Debug, Clone)]
 pub struct Pass {
-    /// Which legacy collections to migrate.
-    pub scope: Scope,
     /// Users per write batch (and per checkpoint).
     pub batch_size: u32,
     /// `(i, n)`: only users whose hash falls in partition `i` of `n`.

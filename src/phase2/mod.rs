@@ -212,7 +212,6 @@ fn pass(
     build.pairing_window_ms = opts.pairing_window_ms;
     build.max_drawer_bytes = opts.max_drawer_bytes;
     let pass = Pass {
-        scope: opts.part.scope(),
         batch_size: opts.batch_size,
         partition: opts.partition,
         max_rate: opts.max_rate,
