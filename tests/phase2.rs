@@ -58,10 +58,30 @@ fn main_job_accounts_for_every_user_and_reruns_write_nothing(tool: Tool) {
         "a second run must write nothing: {second}"
     );
     assert_eq!(second["drawers_unchanged"], USERS);
+    let report = json(&tool.ok(&["phase2", "validate", "--json"]));
+    assert_eq!(report["passed"], true, "{report}");
+    let accounting = &report["accounting"];
+    assert_eq!(accounting["unaccounted"], 0, "{report}");
+    assert_eq!(accounting["quarantined"], QUARANTINED);
+    assert_eq!(
+        accounting["legacy_documents"], 104,
+        "fixtures/README.md: 21 + 19 + 32 + 32"
+    );
+    for family in ["questionnaires", "followups", "plans"] {
+        assert_eq!(report["rates"][family]["rate"], 1.0, "{family}: {report}");
+    }
+    let reports = tool.path("reports").read_dir().unwrap().count();
+    assert_eq!(reports, 2, "a JSON and a Markdown report");
     let status = json(&tool.ok(&["status", "--json"]));
     assert_eq!(
         status["collections"]["client_drawers"], 20,
         "U01–U20 each have a drawer"
+    );
+    assert_eq!(status["phase2"]["validated"], true, "{status}");
+    assert_eq!(status["phase2"]["last_migration"]["outcome"], "succeeded");
+    assert_eq!(
+        status["runs"][0]["command"], "phase2 validate",
+        "newest run first"
     );
     assert_eq!(status["collections"]["migration_quarantine"], QUARANTINED);
 }

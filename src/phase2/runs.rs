@@ -163,7 +163,8 @@ pub fn runs_ns(config: &Config) -> Ns {
     config.drawer(own::RUNS)
 }
 
-/// All run records, oldest first (run ids sort by time).
+/// All run records, oldest first by start time (two runs in the same
+/// second have ids that do not sort by time).
 pub fn all_runs(store: &dyn Store, config: &Config) -> CommandResult<Vec<RunRecord>> {
     let mut runs = Vec::new();
     for doc in store.scan(&runs_ns(config), &Scan::by_id(500))? {
@@ -171,6 +172,7 @@ pub fn all_runs(store: &dyn Store, config: &Config) -> CommandResult<Vec<RunReco
             runs.push(run);
         }
     }
+    runs.sort_by_key(|r| DateTime::parse_from_rfc3339(&r.started_at).ok());
     Ok(runs)
 }
 
