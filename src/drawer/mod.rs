@@ -75,6 +75,31 @@ pub struct LegacyUser {
     pub nutrition_plans: Vec<Document>,
 }
 
+impl LegacyUser {
+    /// Adds a document to the list of its kind.
+    pub fn push(&mut self, kind: LegacyKind, doc: Document) {
+        match kind {
+            LegacyKind::Submission => self.submissions.push(doc),
+            LegacyKind::Followup => self.followups.push(doc),
+            LegacyKind::TrainingPlan => self.training_plans.push(doc),
+            LegacyKind::NutritionPlan => self.nutrition_plans.push(doc),
+        }
+    }
+
+    /// Every document with its kind: submissions, follow-ups, training
+    /// plans, then nutrition plans.
+    pub fn documents(&self) -> impl Iterator<Item = (LegacyKind, &Document)> {
+        [
+            (LegacyKind::Submission, &self.submissions),
+            (LegacyKind::Followup, &self.followups),
+            (LegacyKind::TrainingPlan, &self.training_plans),
+            (LegacyKind::NutritionPlan, &self.nutrition_plans),
+        ]
+        .into_iter()
+        .flat_map(|(kind, docs)| docs.iter().map(move |d| (kind, d)))
+    }
+}
+
 /// Which legacy collections a run migrates (`phase2 migrate questionnaires|plans|followups|all`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scope {

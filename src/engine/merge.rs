@@ -5,6 +5,7 @@
 //! large the collections are. Documents whose `user_id` is missing or null
 //! sort first and come out as one group with no user, for quarantine.
 
+use crate::drawer::LegacyKind;
 use crate::store::keys::sort_key;
 use crate::store::{After, DocStream, Ns, Scan, Store, StoreResult};
 use bson::{Bson, Document};
@@ -30,6 +31,16 @@ impl Source {
         Source::TrainingPlans,
         Source::NutritionPlans,
     ];
+
+    /// The kind of document this collection holds.
+    pub fn kind(self) -> LegacyKind {
+        match self {
+            Source::Submissions => LegacyKind::Submission,
+            Source::Followups => LegacyKind::Followup,
+            Source::TrainingPlans => LegacyKind::TrainingPlan,
+            Source::NutritionPlans => LegacyKind::NutritionPlan,
+        }
+    }
 }
 
 /// One user's legacy documents (or the documents that name no user).

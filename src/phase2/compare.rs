@@ -281,20 +281,7 @@ mod tests {
     }
 
     fn docs(u: &LegacyUser) -> Vec<(LegacyKind, &Document)> {
-        let mut v: Vec<(LegacyKind, &Document)> = Vec::new();
-        v.extend(u.submissions.iter().map(|d| (LegacyKind::Submission, d)));
-        v.extend(u.followups.iter().map(|d| (LegacyKind::Followup, d)));
-        v.extend(
-            u.training_plans
-                .iter()
-                .map(|d| (LegacyKind::TrainingPlan, d)),
-        );
-        v.extend(
-            u.nutrition_plans
-                .iter()
-                .map(|d| (LegacyKind::NutritionPlan, d)),
-        );
-        v
+        u.documents().collect()
     }
 
     fn expected(u: &LegacyUser) -> Document {

@@ -159,15 +159,6 @@ fn sources(config: &Config) -> [Ns; 4] {
     ]
 }
 
-fn kind_of(source: Source) -> LegacyKind {
-    match source {
-        Source::Submissions => LegacyKind::Submission,
-        Source::Followups => LegacyKind::Followup,
-        Source::TrainingPlans => LegacyKind::TrainingPlan,
-        Source::NutritionPlans => LegacyKind::NutritionPlan,
-    }
-}
-
 fn is_user(group: &Group) -> bool {
     matches!(&group.user_id, Bson::String(s) if !s.trim().is_empty())
 }
@@ -274,7 +265,7 @@ impl Batcher<'_> {
                 ..LegacyUser::default()
             };
             for source in Source::ALL {
-                let kind = kind_of(source);
+                let kind = source.kind();
                 for doc in std::mem::take(&mut group.docs[source as usize]) {
                     if let Err(reason) = drawer::triage(kind, &doc) {
                         writes.quarantine.push(self.quarantine_doc(
@@ -285,12 +276,7 @@ impl Batcher<'_> {
                         ));
                         continue;
                     }
-                    match kind {
-                        LegacyKind::Submission => user.submissions.push(doc),
-                        LegacyKind::Followup => user.followups.push(doc),
-                        LegacyKind::TrainingPlan => user.training_plans.push(doc),
-                        LegacyKind::NutritionPlan => user.nutrition_plans.push(doc),
-                    }
+                    user.push(kind, doc);
                 }
             }
             if is_user(&group) {

@@ -146,7 +146,7 @@ fn check_batch(
     }
     let ids: Vec<Bson> = users
         .iter()
-        .map(|(u, _)| Bson::from(drawer::drawer_id(&u.user_id)))
+        .map(|u| Bson::from(drawer::drawer_id(&u.user_id)))
         .collect();
     let stored: HashMap<String, Document> = store
         .get_many(&config.drawers_ns(), &ids)?
@@ -154,7 +154,7 @@ fn check_batch(
         .filter_map(|d| Some((d.get_str("_id").ok()?.to_string(), d)))
         .collect();
     let opts = BuildOptions::new(bson::DateTime::from_millis(0), "validate");
-    for (user, docs) in &users {
+    for user in &users {
         let built = drawer::build(user, None, &opts);
         let skip: Vec<Bson> = built.quarantine.iter().map(|q| q.id.clone()).collect();
         for q in &built.quarantine {
@@ -166,7 +166,7 @@ fn check_batch(
         }
         let drawer = stored.get(&drawer::drawer_id(&user.user_id));
         let archived = archived_of(store, config, drawer)?;
-        let refs: Vec<(LegacyKind, &Document)> = docs.iter().map(|(k, d)| (*k, d)).collect();
+        let refs: Vec<(LegacyKind, &Document)> = user.documents().collect();
         for finding in compare_user(&refs, &built.drawer, drawer, &archived, &skip) {
             tally(f, &user.user_id, finding);
         }
@@ -177,44 +177,30 @@ fn check_batch(
     account_quarantine(store, config, quarantine_ids, f)
 }
 
-/// A user's documents that pass triage, and the quarantine keys of the rest.
-#[allow(clippy::type_complexity)]
+/// A user's documents that pass triage (`None` when none do or there is no
+/// user), and the quarantine keys of the rest.
 fn split(
     config: &Config,
     group: &Group,
-) -> (
-    Option<(LegacyUser, Vec<(LegacyKind, Document)>)>,
-    Vec<(LegacyKind, String, String)>,
-) {
+) -> (Option<LegacyUser>, Vec<(LegacyKind, String, String)>) {
     let mut bad = Vec::new();
-    let mut docs = Vec::new();
     let mut user = LegacyUser {
         user_id: group.user_id.as_str().unwrap_or_default().to_string(),
         ..LegacyUser::default()
     };
-    for (source, kind) in Source::ALL.into_iter().zip([
-        LegacyKind::Submission,
-        LegacyKind::Followup,
-        LegacyKind::TrainingPlan,
-        LegacyKind::NutritionPlan,
-    ]) {
+    for source in Source::ALL {
+        let kind = source.kind();
         for doc in group.of(source) {
-            let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
             if drawer::triage(kind, doc).is_err() {
+                let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
                 bad.push((kind, config.quarantine_id(kind, &id), render_id(&id)));
-                continue;
-            }
-            docs.push((kind, doc.clone()));
-            match kind {
-                LegacyKind::Submission => user.submissions.push(doc.clone()),
-                LegacyKind::Followup => user.followups.push(doc.clone()),
-                LegacyKind::TrainingPlan => user.training_plans.push(doc.clone()),
-                LegacyKind::NutritionPlan => user.nutrition_plans.push(doc.clone()),
+            } else {
+                user.push(kind, doc.clone());
             }
         }
     }
-    let has_user = !user.user_id.is_empty() && !docs.is_empty();
-    (has_user.then_some((user, docs)), bad)
+    let has_user = !user.user_id.is_empty() && user.documents().next().is_some();
+    (has_user.then_some(user), bad)
 }
 
 fn archived_of(
