@@ -2,9 +2,12 @@
 //!
 //! Precedence is flags > environment > `.env` in the working directory >
 //! defaults; `main` loads `.env` without overriding the environment, and
-//! clap reads the environment for any flag not given.
+//! clap reads the environment for any flag not given. This module belongs to
+//! the binary: the library takes a [`Config`] and option structs, never clap.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use edn_migrate::config::Config;
+use edn_migrate::phase2::Part;
 use std::path::PathBuf;
 
 /// Moves EDN360's legacy MongoDB collections into one `client_drawers`
@@ -62,6 +65,25 @@ pub struct GlobalArgs {
     /// Log lines on stderr as text or as JSON (one object per line).
     #[arg(long, env = "EDN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+}
+
+impl GlobalArgs {
+    /// The library's view of these settings.
+    pub fn config(&self) -> Config {
+        let c = &self.collections;
+        Config {
+            store_url: self.store.clone(),
+            legacy_db: self.legacy_db.clone(),
+            drawer_db: self.drawer_db.clone(),
+            submissions: c.submissions_coll.clone(),
+            followups: c.followups_coll.clone(),
+            training_plans: c.training_plans_coll.clone(),
+            nutrition_plans: c.nutrition_plans_coll.clone(),
+            users: c.users_coll.clone(),
+            jobs: c.jobs_coll.clone(),
+            drawers: c.drawers_coll.clone(),
+        }
+    }
 }
 
 /// The names of the collections the tool reads and writes.
@@ -208,8 +230,8 @@ pub struct BackupArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// What to migrate.
-    #[arg(value_enum, default_value_t = crate::phase2::Part::All)]
-    pub part: crate::phase2::Part,
+    #[arg(value_enum, default_value_t = PartArg::All)]
+    pub part: PartArg,
     /// Print the plan (counts, warnings, sample diffs without values) and write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -243,6 +265,30 @@ pub struct MigrateArgs {
     /// Move a drawer's oldest snapshots to the archive above this size (MongoDB refuses 16 MiB).
     #[arg(long, default_value_t = 12)]
     pub max_drawer_mib: usize,
+}
+
+/// Which part of phase 2 to run (the library's `Part`, for clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PartArg {
+    /// Initial questionnaires (shared_questionnaires, inicial, profile, measurements).
+    Questionnaires,
+    /// Training and nutrition plans (snapshots, plans, stamps).
+    Plans,
+    /// Follow-ups (linked to the snapshots, so after plans).
+    Followups,
+    /// All three, in the right order.
+    All,
+}
+
+impl From<PartArg> for Part {
+    fn from(part: PartArg) -> Part {
+        match part {
+            PartArg::Questionnaires => Part::Questionnaires,
+            PartArg::Plans => Part::Plans,
+            PartArg::Followups => Part::Followups,
+            PartArg::All => Part::All,
+        }
+    }
 }
 
 /// Arguments of `rollback`.

@@ -1,9 +1,10 @@
 //! The resolved settings a command runs with.
 //!
-//! `cli.rs` says where each setting comes from; this module turns them into
-//! namespaces, so no command spells a collection name of its own.
+//! The binary's `cli.rs` says where each setting comes from (flags >
+//! environment > `.env` > defaults) and builds a [`Config`]; tests build one
+//! directly. This module turns the names into namespaces, so no command
+//! spells a collection name of its own, and the library never sees clap.
 
-use crate::cli::GlobalArgs;
 use crate::drawer::LegacyKind;
 use crate::extjson;
 use crate::redact::redact_url;
@@ -46,21 +47,35 @@ pub struct Config {
     pub drawers: String,
 }
 
-impl Config {
-    /// Builds the configuration from parsed global flags.
-    pub fn from_args(args: &GlobalArgs) -> Config {
-        let c = &args.collections;
+/// The store a newcomer gets: the embedded one, in the working directory.
+pub const DEFAULT_STORE: &str = "sqlite:./edn-migrate.db";
+
+impl Default for Config {
+    /// The production names (from the production report) on the default store.
+    fn default() -> Config {
         Config {
-            store_url: args.store.clone(),
-            legacy_db: args.legacy_db.clone(),
-            drawer_db: args.drawer_db.clone(),
-            submissions: c.submissions_coll.clone(),
-            followups: c.followups_coll.clone(),
-            training_plans: c.training_plans_coll.clone(),
-            nutrition_plans: c.nutrition_plans_coll.clone(),
-            users: c.users_coll.clone(),
-            jobs: c.jobs_coll.clone(),
-            drawers: c.drawers_coll.clone(),
+            store_url: DEFAULT_STORE.into(),
+            legacy_db: "test_database".into(),
+            drawer_db: "edn360_app".into(),
+            submissions: "nutrition_questionnaire_submissions".into(),
+            followups: "follow_up_submissions".into(),
+            training_plans: "training_plans".into(),
+            nutrition_plans: "nutrition_plans".into(),
+            users: "users".into(),
+            jobs: "generation_jobs".into(),
+            drawers: "client_drawers".into(),
+        }
+    }
+}
+
+impl Config {
+    /// The production names on another store and databases: what tests use.
+    pub fn new(store_url: &str, legacy_db: &str, drawer_db: &str) -> Config {
+        Config {
+            store_url: store_url.into(),
+            legacy_db: legacy_db.into(),
+            drawer_db: drawer_db.into(),
+            ..Config::default()
         }
     }
 

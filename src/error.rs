@@ -12,6 +12,9 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_GATE: i32 = 3;
 /// Exit code: another run holds the migration lock.
 pub const EXIT_LOCK_HELD: i32 = 4;
+/// Exit code: stopped by SIGINT or SIGTERM after a consistent point (the
+/// shell's convention for a signal, 128 + SIGINT).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// A failed command. Every message says what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,10 @@ pub enum CommandError {
     /// Another run holds the migration lock.
     #[error("{0}")]
     LockHeld(String),
+    /// The operator (or the system) asked the run to stop; it stopped at a
+    /// consistent point and can be resumed.
+    #[error("{0}")]
+    Interrupted(String),
     /// A check ran to the end and did not pass: its full report is still the
     /// command's output (exit code 3).
     #[error("{message}")]
@@ -57,6 +64,7 @@ impl CommandError {
             CommandError::Gate(_) | CommandError::Failed { .. } => EXIT_GATE,
             CommandError::LockHeld(_) => EXIT_LOCK_HELD,
             CommandError::NotConfirmed(_) => EXIT_USAGE,
+            CommandError::Interrupted(_) => EXIT_INTERRUPTED,
             _ => EXIT_FAILURE,
         }
     }

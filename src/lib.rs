@@ -6,7 +6,6 @@
 //! command family, each with one entry function.
 
 pub mod backup;
-pub mod cli;
 pub mod config;
 pub mod confirm;
 pub mod drawer;
@@ -19,6 +18,7 @@ pub mod phase2;
 pub mod redact;
 pub mod report;
 pub mod rollback;
+pub mod run;
 pub mod status;
 pub mod store;
 pub mod transfer;

@@ -1,8 +1,9 @@
 //! The `edn-migrate` binary: parse, dispatch, print, exit.
 
+mod cli;
+
 use clap::Parser;
-use edn_migrate::cli::{Cli, Command, LogFormat, MigrateArgs, Phase0Command, Phase2Command};
-use edn_migrate::config::Config;
+use cli::{Cli, Command, LogFormat, MigrateArgs, Phase0Command, Phase2Command};
 use edn_migrate::error::{CommandError, CommandResult, EXIT_OK};
 use edn_migrate::report::Output;
 use edn_migrate::{backup, confirm, phase0, phase2, rollback, status, store, transfer};
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
 
 /// Opens the store and calls the one function that implements the command.
 fn run(cli: Cli) -> CommandResult<Output> {
-    let config = Config::from_args(&cli.global);
+    let config = cli.global.config();
     let store = store::open(&config.store_url)?;
     let store = store.as_ref();
     match cli.command {
@@ -128,7 +129,7 @@ fn run(cli: Cli) -> CommandResult<Output> {
 
 fn migrate_options(args: MigrateArgs) -> phase2::MigrateOptions {
     phase2::MigrateOptions {
-        part: args.part,
+        part: args.part.into(),
         dry_run: args.dry_run,
         resume: args.resume,
         partition: args.partition,

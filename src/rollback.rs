@@ -12,13 +12,12 @@ use crate::backup;
 use crate::config::{own, Config};
 use crate::confirm::confirm;
 use crate::drawer::{self, LegacyKind, Undo};
-use crate::engine::lock::{self, Claim};
 use crate::error::{CommandError, CommandResult};
-use crate::phase2::runs::{new_run_id, RunRecord, Tally};
 use crate::report::{table, Output};
+use crate::run::record::Tally;
+use crate::run::{Run, RunSpec};
 use crate::store::{FieldUpdate, Precondition, Scan, Store};
 use bson::{Bson, Document};
-use chrono::Utc;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -65,30 +64,19 @@ pub fn phase2(
         return backup::restore(store, backup_dir, id, 1000);
     }
     confirm("undo every phase 2 migration run (drawers they created, entries they added, plan stamps they set)?", yes)?;
-    let now = Utc::now();
-    let run_id = new_run_id(now);
-    let mut lease = lock::acquire(
-        store,
-        &config.drawer(own::LOCK),
-        &Claim::for_this_process("phase2", &run_id, false),
-        now,
-    )?;
-    let mut record = RunRecord::start(&run_id, "rollback --phase 2", "all", None, store, now);
-    record.save(store, config)?;
-    let outcome = undo_all(store, config, &mut lease);
-    match outcome {
+    let mut run = Run::start(store, config, RunSpec::locked("rollback --phase 2", "all"))?;
+    let run_id = run.id().to_string();
+    match undo_all(store, config, &mut run) {
         Ok(undone) => {
-            record.tally = Tally {
+            run.record_mut().tally = Tally {
                 writes: undone.drawers_deleted + undone.drawers_restored + undone.stamps_removed,
                 ..Tally::default()
             };
-            record.finish(store, config, "succeeded", None, Utc::now())?;
-            lease.release(store, Utc::now())?;
+            run.finish("succeeded", None)?;
             Ok(render(&run_id, &undone))
         }
         Err(e) => {
-            let _ = record.finish(store, config, "failed", Some(e.to_string()), Utc::now());
-            let _ = lease.release(store, Utc::now());
+            run.fail(&e);
             Err(CommandError::Input(format!(
                 "{e}\nrollback {run_id} stopped part-way; what it undid is consistent. Run `edn-migrate rollback --phase 2 --yes` again to finish"
             )))
@@ -96,7 +84,7 @@ pub fn phase2(
     }
 }
 
-fn undo_all(store: &dyn Store, config: &Config, lease: &mut lock::Lease) -> CommandResult<Undone> {
+fn undo_all(store: &dyn Store, config: &Config, run: &mut Run<'_>) -> CommandResult<Undone> {
     let ns = config.drawers_ns();
     let mut undone = Undone::default();
     // Collect the ids first: the scan must not run over documents it deletes.
@@ -113,7 +101,7 @@ fn undo_all(store: &dyn Store, config: &Config, lease: &mut lock::Lease) -> Comm
     }
     for batch in ids.chunks(BATCH as usize) {
         undo_batch(store, config, batch, &mut undone)?;
-        lease.heartbeat(store, Utc::now())?;
+        run.renew()?;
     }
     let quarantine = config.drawer(own::QUARANTINE);
     undone.quarantine_removed = store.count(&quarantine)?;

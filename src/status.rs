@@ -3,8 +3,8 @@
 use crate::config::{own, Config};
 use crate::error::CommandResult;
 use crate::phase0::IndexPlan;
-use crate::phase2::runs::{all_runs, RunRecord};
 use crate::report::{table, Output};
+use crate::run::record::{all_runs, RunRecord};
 use crate::store::Store;
 use serde_json::{json, Map, Value};
 

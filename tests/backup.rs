@@ -19,18 +19,7 @@ use std::path::{Path, PathBuf};
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/legacy");
 
 fn config(legacy_db: &str, drawer_db: &str) -> Config {
-    Config {
-        store_url: "test".into(),
-        legacy_db: legacy_db.into(),
-        drawer_db: drawer_db.into(),
-        submissions: "nutrition_questionnaire_submissions".into(),
-        followups: "follow_up_submissions".into(),
-        training_plans: "training_plans".into(),
-        nutrition_plans: "nutrition_plans".into(),
-        users: "users".into(),
-        jobs: "generation_jobs".into(),
-        drawers: "client_drawers".into(),
-    }
+    Config::new("test", legacy_db, drawer_db)
 }
 
 fn at(text: &str) -> DateTime<Utc> {

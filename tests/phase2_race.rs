@@ -8,7 +8,6 @@
 //! drawer write.
 
 use bson::{doc, Bson, Document};
-use edn_migrate::cli::GlobalArgs;
 use edn_migrate::config::Config;
 use edn_migrate::drawer::BuildOptions;
 use edn_migrate::phase2::migrate::{run_pass, Pass};
@@ -106,13 +105,7 @@ impl Store for DualWriteRace {
 }
 
 fn config() -> Config {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Args {
-        #[command(flatten)]
-        global: GlobalArgs,
-    }
-    Config::from_args(&Args::parse_from(["test"]).global)
+    Config::default()
 }
 
 #[test]

@@ -8,11 +8,11 @@
 //! writes nothing new, which is what makes `--resume` safe.
 
 use super::diff::diff_paths;
-use super::runs::{Checkpoint, Tally};
 use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, Built, LegacyKind, LegacyUser};
 use crate::engine::merge::{partition_of, Group, PerUser, Source};
 use crate::error::CommandResult;
+use crate::run::record::{Checkpoint, Tally};
 use crate::store::{FieldUpdate, Ns, Precondition, Store, StoreResult};
 use bson::{doc, Bson, Document};
 use indicatif::ProgressBar;

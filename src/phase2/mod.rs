@@ -7,21 +7,20 @@
 pub mod compare;
 pub mod diff;
 pub mod migrate;
-pub mod runs;
 pub mod validate;
 
 use crate::backup;
 use crate::config::{own, Config};
 use crate::drawer::{BuildOptions, Scope};
-use crate::engine::lock::{self, Claim};
 use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
+use crate::run::record::{self as runs, new_run_id, resumable, RunRecord};
+use crate::run::{Run, RunSpec};
 use crate::store::readonly::ReadOnly;
 use crate::store::Store;
 use chrono::{DateTime, Duration, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use migrate::{run_pass, Pass, PassResult};
-use runs::{new_run_id, resumable, RunRecord};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -29,7 +28,7 @@ use std::path::PathBuf;
 pub const BACKUP_MAX_AGE_HOURS: i64 = 24;
 
 /// Which part of phase 2 to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
     /// Initial questionnaires (shared_questionnaires, inicial, profile, measurements).
     Questionnaires,
@@ -93,8 +92,8 @@ pub struct MigrateOptions {
 /// The top-level entry point for `phase2 migrate`.
 pub fn migrate(store: &dyn Store, config: &Config, opts: &MigrateOptions) -> CommandResult<Output> {
     let now = Utc::now();
-    let run_id = new_run_id(now);
     if opts.dry_run {
+        let run_id = new_run_id(now);
         let result = pass(
             &ReadOnly(store),
             config,
@@ -107,62 +106,64 @@ pub fn migrate(store: &dyn Store, config: &Config, opts: &MigrateOptions) -> Com
         return Ok(render(config, opts, &run_id, "planned", &result, None, now));
     }
     check_backup(opts, now)?;
-    let claim = Claim::for_this_process("phase2", &run_id, opts.break_lock);
-    let lock_ns = config.drawer(own::LOCK);
-    let mut lease = lock::acquire(store, &lock_ns, &claim, now)?;
-    let mut record = RunRecord::start(
-        &run_id,
-        &format!("phase2 migrate {}", opts.part.name()),
-        opts.part.name(),
-        partition_name(opts),
+    let mut run = Run::start(
         store,
-        now,
-    );
-    record.force_reason = opts.force_reason.clone();
+        config,
+        RunSpec {
+            partition: partition_name(opts),
+            break_lock: opts.break_lock,
+            force_reason: opts.force_reason.clone(),
+            ..RunSpec::locked(
+                format!("phase2 migrate {}", opts.part.name()),
+                opts.part.name(),
+            )
+        },
+    )?;
     let after = if opts.resume {
-        resume_point(store, config, opts, &mut record)?
+        match resume_point(store, config, opts) {
+            Ok(Some(previous)) => {
+                let record = run.record_mut();
+                record.resumed_from = Some(previous.run_id);
+                // A resumed run that dies before its first batch must still
+                // resume at the right user: it starts from this checkpoint.
+                record.checkpoint = previous.checkpoint;
+                record.checkpoint.as_ref().map(|c| c.last_user_id.clone())
+            }
+            Ok(None) => None,
+            Err(e) => {
+                run.fail(&e);
+                return Err(e);
+            }
+        }
     } else {
         None
     };
-    record.save(store, config)?;
-    tracing::info!(run_id = %run_id, part = opts.part.name(), "phase 2 migrate started");
-    let outcome = {
-        let mut on_batch = |tally: &runs::Tally, mark: &runs::Checkpoint| -> CommandResult<()> {
-            record.tally = tally.clone();
-            record.checkpoint = Some(mark.clone());
-            record.save(store, config)?;
-            lease.heartbeat(store, Utc::now())
-        };
-        pass(
-            store,
-            config,
-            opts,
-            &run_id,
-            now,
-            after.as_deref(),
-            &mut on_batch,
-        )
-    };
-    finish(store, config, opts, record, lease, outcome, now)
+    let run_id = run.id().to_string();
+    let outcome = pass(
+        store,
+        config,
+        opts,
+        &run_id,
+        now,
+        after.as_deref(),
+        &mut |tally, mark| run.checkpoint(tally, mark),
+    );
+    finish(opts, run, outcome, now)
 }
 
-/// Saves the run's end, gives the lock back, and renders the summary (or the
-/// error, saying what was done and how to continue).
+/// Ends the run and renders the summary, or the error saying what was done
+/// and how to continue.
 fn finish(
-    store: &dyn Store,
-    config: &Config,
     opts: &MigrateOptions,
-    mut record: RunRecord,
-    lease: lock::Lease,
+    mut run: Run<'_>,
     outcome: CommandResult<PassResult>,
     started: DateTime<Utc>,
 ) -> CommandResult<Output> {
+    let config = run.config();
     match outcome {
         Ok(result) => {
-            record.tally = result.tally.clone();
-            record.finish(store, config, "succeeded", None, Utc::now())?;
-            lease.release(store, Utc::now())?;
-            tracing::info!(run_id = %record.run_id, "phase 2 migrate succeeded");
+            run.record_mut().tally = result.tally.clone();
+            let record = run.finish("succeeded", None)?;
             Ok(render(
                 config,
                 opts,
@@ -174,8 +175,7 @@ fn finish(
             ))
         }
         Err(e) => {
-            let _ = record.finish(store, config, "failed", Some(e.to_string()), Utc::now());
-            let _ = lease.release(store, Utc::now());
+            let record = run.fail(&e);
             let done = match &record.checkpoint {
                 Some(c) => format!(
                     "{} batches were written and checkpointed (last user {})",
@@ -184,14 +184,16 @@ fn finish(
                 None => "no batch was completed".to_string(),
             };
             let message = format!(
-                "{e}\nrun {} failed: {done}; what was written is consistent and stamped with the run id.\n\
+                "{e}\nrun {} {}: {done}; what was written is consistent and stamped with the run id.\n\
                  continue with `edn-migrate phase2 migrate {} --resume`, or undo it with `edn-migrate rollback --phase 2`",
                 record.run_id,
+                record.outcome,
                 opts.part.name()
             );
             Err(match e {
                 CommandError::LockHeld(_) => CommandError::LockHeld(message),
                 CommandError::Gate(_) => CommandError::Gate(message),
+                CommandError::Interrupted(_) => CommandError::Interrupted(message),
                 _ => CommandError::Input(message),
             })
         }
@@ -268,18 +270,17 @@ fn check_backup(opts: &MigrateOptions, now: DateTime<Utc>) -> CommandResult<()> 
     }
 }
 
+/// The run `--resume` continues, if there is one.
 fn resume_point(
     store: &dyn Store,
     config: &Config,
     opts: &MigrateOptions,
-    record: &mut RunRecord,
-) -> CommandResult<Option<String>> {
-    let Some(previous) = resumable(store, config, opts.part.name(), &partition_name(opts))? else {
+) -> CommandResult<Option<RunRecord>> {
+    let previous = resumable(store, config, opts.part.name(), &partition_name(opts))?;
+    if previous.is_none() {
         tracing::info!("--resume: no unfinished run of this part; starting from the beginning");
-        return Ok(None);
-    };
-    record.resumed_from = Some(previous.run_id.clone());
-    Ok(previous.checkpoint.map(|c| c.last_user_id))
+    }
+    Ok(previous)
 }
 
 fn partition_name(opts: &MigrateOptions) -> Option<String> {

@@ -4,12 +4,12 @@
 //! drawer, or in quarantine). Reports name ids and field paths, never values.
 
 use super::compare::{compare_user, render_id, Family, Finding};
-use super::runs::{new_run_id, RunRecord};
 use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, LegacyKind, LegacyUser};
 use crate::engine::merge::{Group, PerUser, Source};
 use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
+use crate::run::{Run, RunSpec};
 use crate::store::{value_at_path, Store};
 use bson::{Bson, Document};
 use chrono::Utc;
@@ -78,7 +78,38 @@ pub fn validate(
     config: &Config,
     opts: &ValidateOptions,
 ) -> CommandResult<Output> {
-    let now = Utc::now();
+    // Under the lock: a validation that reads while a migration writes would
+    // report a half-written state and make it the "last validation".
+    let run = Run::start(store, config, RunSpec::locked("phase2 validate", "all"))?;
+    match check_all(store, config, opts, run.started()) {
+        Ok((passed, output)) => {
+            run.finish(
+                if passed { "passed" } else { "failed" },
+                Some(summary(&output.json, passed)),
+            )?;
+            if passed {
+                Ok(output)
+            } else {
+                Err(CommandError::Failed {
+                    output: Box::new(output),
+                    message: "phase 2 validation failed: fix the failures listed in the report (ids and paths), re-run `edn-migrate phase2 migrate all`, then validate again".into(),
+                })
+            }
+        }
+        Err(e) => {
+            run.fail(&e);
+            Err(e)
+        }
+    }
+}
+
+/// Reads everything, writes the reports, and says whether it passed.
+fn check_all(
+    store: &dyn Store,
+    config: &Config,
+    opts: &ValidateOptions,
+    now: chrono::DateTime<Utc>,
+) -> CommandResult<(bool, Output)> {
     let mut findings = Findings::default();
     for family in [Family::Questionnaires, Family::Followups, Family::Plans] {
         findings.rates.insert(family, Rate::default());
@@ -100,16 +131,8 @@ pub fn validate(
     let passed = verdict(&findings, &opts.thresholds);
     let report = report_json(store, &findings, &opts.thresholds, passed, now);
     let paths = write_reports(&opts.report_dir, &report, now)?;
-    record(store, config, &report, passed, now)?;
     let text = render_text(&findings, &opts.thresholds, passed, &paths);
-    if passed {
-        Ok(Output { text, json: report })
-    } else {
-        Err(CommandError::Failed {
-            output: Box::new(Output { text, json: report }),
-            message: "phase 2 validation failed: fix the failures listed in the report (ids and paths), re-run `edn-migrate phase2 migrate all`, then validate again".into(),
-        })
-    }
+    Ok((passed, Output { text, json: report }))
 }
 
 fn verdict(f: &Findings, thresholds: &Thresholds) -> bool {
@@ -389,28 +412,15 @@ fn markdown(report: &Value) -> String {
     md
 }
 
-fn record(
-    store: &dyn Store,
-    config: &Config,
-    report: &Value,
-    passed: bool,
-    now: chrono::DateTime<Utc>,
-) -> CommandResult<()> {
-    let mut run = RunRecord::start(&new_run_id(now), "phase2 validate", "all", None, store, now);
-    run.summary = bson::to_document(&json!({
+/// What the run record keeps of a validation: the verdict and the rates.
+fn summary(report: &Value, passed: bool) -> Document {
+    bson::to_document(&json!({
         "passed": passed,
         "rates": report["rates"].as_object().map(|r| r.iter().map(|(k, v)| (k.clone(), v["rate"].clone())).collect::<serde_json::Map<_, _>>()),
         "unaccounted": report["accounting"]["unaccounted"],
         "drawers_invalid": report["drawers"]["invalid"],
     }))
-    .ok();
-    run.finish(
-        store,
-        config,
-        if passed { "passed" } else { "failed" },
-        None,
-        Utc::now(),
-    )
+    .unwrap_or_default()
 }
 
 fn render_text(f: &Findings, t: &Thresholds, passed: bool, paths: &(PathBuf, PathBuf)) -> String {

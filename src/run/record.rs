@@ -1,6 +1,7 @@
 //! Run records (`migration_runs`): what each run was asked, what it did, how
-//! it ended, and where it stopped, so `--resume` needs no file of its own and
-//! a failed run never leaves a flag for a human to reset.
+//! it ended, and where it stopped, so `--resume` needs no file of its own,
+//! `status` can tell the phase from the store, and a failed run never leaves
+//! a flag for a human to reset.
 
 use crate::config::own;
 use crate::config::Config;
