@@ -5,9 +5,8 @@
 mod common;
 
 use bson::{doc, Bson, Document};
-use edn_migrate::drawer::{
-    build, triage, undo, validate, BuildOptions, LegacyKind, LegacyUser, Scope, Undo,
-};
+use common::build_checked as build;
+use edn_migrate::drawer::{triage, undo, validate, BuildOptions, LegacyKind, LegacyUser, Scope, Undo};
 use proptest::prelude::*;
 
 fn later(o: &BuildOptions) -> BuildOptions {
@@ -425,6 +424,20 @@ fn oversized_drawers_archive_their_oldest_migrated_snapshots() {
         "{:?}",
         validate(&b.drawer, &[])
     );
+    // The archived snapshots leave stubs: the chain v1, v2 stays whole (the
+    // plan's validator refuses gaps) and only the bulk moved to the archive.
+    let snaps = arr(&b.drawer, "services.training.snapshots");
+    assert_eq!(snaps.len(), 2);
+    for (i, s) in snaps.iter().enumerate() {
+        let s = s.as_document().unwrap();
+        assert_eq!(s.get_i32("version").unwrap(), i as i32 + 1);
+        assert_eq!(s.get_bool("archived"), Ok(true));
+        assert!(s.get("client_context").is_none());
+        let full = b.archived[i].get_document("snapshot").unwrap();
+        assert!(full.get_document("client_context").is_ok());
+        assert_eq!(full.get("snapshot_id"), s.get("snapshot_id"));
+    }
+    common::plan_validator::assert_plan_accepts(&b.drawer);
     let again = build(&user(), Some(&b.drawer), &later(&o));
     assert!(!again.changed && again.archived.is_empty());
 }

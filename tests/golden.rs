@@ -8,6 +8,8 @@ mod common;
 use bson::{Bson, Document};
 use edn_migrate::drawer::{build, validate, Built, LegacyKind};
 
+use common::plan_validator::validate_drawer;
+
 const USERS: [&str; 20] = [
     "1730102400123401", // U01 ordinary, round-trip types
     "1730275200456702", // U02 ordinary, follow-up measurement_type "none"
@@ -66,6 +68,7 @@ fn diff(expected: &str, actual: &str) -> String {
 #[test]
 fn expected_drawers_match() {
     let mut failures = Vec::new();
+    let mut plan_rejects = Vec::new();
     for uid in USERS {
         let b = built(uid);
         let actual = common::pretty(&b.drawer) + "\n";
@@ -84,7 +87,19 @@ fn expected_drawers_match() {
             "{uid}: {:?}",
             validate(&b.drawer, &[])
         );
+        plan_rejects.extend(match validate_drawer(&b.drawer) {
+            Ok(errors) if errors.is_empty() => None,
+            Ok(errors) => Some(format!("{uid}: {errors:?}")),
+            Err(raised) => Some(format!("{uid}: raises {raised}")),
+        });
     }
+    assert!(
+        plan_rejects.is_empty(),
+        "the plan's validate_drawer rejects {} of {} drawers:\n{}",
+        plan_rejects.len(),
+        USERS.len(),
+        plan_rejects.join("\n")
+    );
     assert!(
         failures.is_empty(),
         "drawers differ from fixtures/expected:\n{}",
@@ -331,6 +346,14 @@ fn readme_facts_u01_u02_u03_u18_u19_ordinary() {
         );
         assert!(!paired.contains(&"null".to_string()), "{uid}: {paired:?}");
         assert_eq!(get(&d, "meta.status").as_str(), Some("active"), "{uid}");
+        // docs/drawer.md "Services": nutrition plans are listed, the service
+        // is not activated (the plan gives it no inicial of its own).
+        assert!(!ids(&d, "services.nutrition.plans", "plan_id").is_empty());
+        assert_eq!(get(&d, "services.nutrition.active"), &Bson::Boolean(false));
+        assert_eq!(
+            get(&d, "meta.active_services"),
+            &Bson::Array(vec![Bson::from("training")])
+        );
     }
     let d = built("1730275200456702").drawer;
     assert_eq!(
@@ -439,4 +462,57 @@ fn readme_facts_u09_u16_u17_new_drawers() {
     );
     assert_eq!(get(&d, "profile.nombre_completo"), &Bson::Null);
     assert_eq!(get(&d, "services.training.active"), &Bson::Boolean(false));
+}
+
+mod plan_validator_oracle {
+    use bson::{doc, Bson};
+    use super::validate_drawer;
+
+    /// The plan's own `test_validate_drawer` (section 4.4), both cases.
+    #[test]
+    fn the_plans_own_unit_test_passes() {
+        let valid = doc! {
+            "_id": "client_test", "user_id": "test", "profile": {},
+            "services": { "training": {
+                "active": true,
+                "questionnaires": { "inicial": { "version": "1.0.0" } },
+                "snapshots": [
+                    { "snapshot_id": "v1", "version": 1 },
+                    { "snapshot_id": "v2", "version": 2, "previous_snapshot_id": "v1" },
+                ],
+            } },
+            "meta": {},
+        };
+        assert_eq!(validate_drawer(&valid), Ok(vec![]));
+        let invalid = doc! {
+            "_id": "client_test", "user_id": "test", "profile": {},
+            "services": { "training": { "active": true, "questionnaires": {} } },
+            "meta": {},
+        };
+        let errors = validate_drawer(&invalid).unwrap();
+        assert!(errors[0].contains("missing inicial questionnaire"), "{errors:?}");
+    }
+
+    #[test]
+    fn python_semantics_decide_the_edges() {
+        // An active nutrition service needs its own inicial.
+        let d = doc! { "_id": 1, "user_id": 1, "profile": {}, "meta": {},
+            "services": { "training": { "active": true, "questionnaires": { "inicial": { "a": 1 } } },
+                          "nutrition": { "active": true, "plans": [] } } };
+        assert_eq!(
+            validate_drawer(&d).unwrap(),
+            vec!["nutrition is active but missing inicial questionnaire"]
+        );
+        // Versions compare as numbers; gaps fail; a null `questionnaires` raises.
+        let d = doc! { "_id": 1, "user_id": 1, "profile": {}, "meta": {},
+            "services": { "training": { "snapshots": [
+                { "snapshot_id": "a", "version": 1.0 },
+                { "snapshot_id": "b", "version": 3_i64, "previous_snapshot_id": "a" } ] } } };
+        assert_eq!(validate_drawer(&d).unwrap().len(), 1);
+        let d = doc! { "_id": 1, "user_id": 1, "profile": {}, "meta": {},
+            "services": { "training": { "active": true, "questionnaires": Bson::Null } } };
+        assert!(validate_drawer(&d).is_err());
+        // No services at all: the snapshot loop's `drawer["services"]` raises KeyError.
+        assert!(validate_drawer(&doc! { "_id": 1 }).is_err());
+    }
 }

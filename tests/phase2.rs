@@ -35,9 +35,24 @@ fn migrate_json(tool: &Tool, extra: &[&str]) -> Value {
     json(&tool.ok(&args))
 }
 
+/// Every drawer in the store, read back through an export.
+fn stored_drawers(tool: &Tool, name: &str) -> Vec<bson::Document> {
+    let dir = tool.path(name);
+    tool.ok(&["export", dir.to_str().unwrap()]);
+    let text = fs::read_to_string(dir.join(&tool.drawer_db).join("client_drawers.jsonl")).unwrap();
+    text.lines()
+        .map(|l| edn_migrate::extjson::parse_line(l).unwrap())
+        .collect()
+}
+
 fn main_job_accounts_for_every_user_and_reruns_write_nothing(tool: Tool) {
     prepared(&tool);
     let first = migrate_json(&tool, &[]);
+    let drawers = stored_drawers(&tool, "migrated");
+    assert_eq!(drawers.len() as u64, USERS);
+    for drawer in &drawers {
+        common::plan_validator::assert_plan_accepts(drawer);
+    }
     let n = |k: &str| {
         first[k]
             .as_u64()

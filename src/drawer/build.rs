@@ -403,18 +403,20 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
             if size(&ctx) <= limit {
                 break;
             }
-            let snaps = path::array(&ctx.d, SNAPSHOTS.path);
-            let victim = snaps
-                .iter()
-                .position(|s| SNAPSHOTS.key_of(s).is_some_and(|k| ctx.m.owns(snap_i, &k)));
+            let mut snaps = path::array(&ctx.d, SNAPSHOTS.path);
+            let victim = snaps.iter().position(|s| {
+                SNAPSHOTS.key_of(s).is_some_and(|k| ctx.m.owns(snap_i, &k)) && !is_stub(s)
+            });
             let Some(pos) = victim else {
                 ctx.warn(WarningKind::DrawerTooLarge, &did, "");
                 break;
             };
-            let mut snaps = snaps;
-            let snap = snaps.remove(pos);
+            let Some(snap) = snaps[pos].as_document().cloned() else {
+                break;
+            };
+            snaps[pos] = Bson::Document(archived_stub(&snap));
             path::set(&mut ctx.d, SNAPSHOTS.path, Bson::Array(snaps));
-            let sid = SNAPSHOTS.key_of(&snap).unwrap_or_default();
+            let sid = snap.get_str("snapshot_id").unwrap_or_default().to_owned();
             ctx.m.archived.push(sid.clone());
             archived.push(doc! {
                 "_id": format!("{did}:{sid}"),
@@ -433,23 +435,17 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
         path::get(&ctx.d, "services.training.questionnaires.inicial"),
         Some(Bson::Document(_))
     );
-    let nutrition_plans = !path::array_ref(&ctx.d, NUTRITION_PLANS.path).is_empty();
+    // Nutrition is never activated here: the plan gives it no `inicial` of
+    // its own and its validator refuses an active service without one
+    // (docs/drawer.md "Services"). A value the new system set is kept.
     ctx.put(
         Put::Derive,
         "services.training.active",
         Bson::Boolean(has_inicial),
     );
-    ctx.put(
-        Put::Derive,
-        "services.nutrition.active",
-        Bson::Boolean(has_inicial && nutrition_plans),
-    );
     let mut active = Vec::new();
     if has_inicial {
         active.push(Bson::from("training"));
-        if nutrition_plans {
-            active.push(Bson::from("nutrition"));
-        }
     }
     ctx.gen[index_of(ACTIVE_SERVICES)] = active;
     ctx.merge(ACTIVE_SERVICES);
@@ -520,6 +516,23 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
         quarantine,
         plan_stamps,
     }
+}
+
+/// What stays in the drawer of a snapshot moved to the archive: everything
+/// but its `client_context` (the bulk), marked `archived: true`. The version
+/// chain stays whole, so the plan's validator and follow-up links still see
+/// every version; the full snapshot is in `client_drawer_snapshot_archive`.
+fn archived_stub(snapshot: &Document) -> Document {
+    let mut stub = snapshot.clone();
+    stub.remove("client_context");
+    stub.insert("archived", true);
+    stub
+}
+
+fn is_stub(snapshot: &Bson) -> bool {
+    snapshot
+        .as_document()
+        .is_some_and(|s| s.get_bool("archived") == Ok(true))
 }
 
 fn sort_quarantine(q: &mut [Quarantined]) {
@@ -753,8 +766,10 @@ fn plans(
         let snap = snapshot_from_plans(&uid, &sid, version, previous.clone(), tp, np);
         previous = Bson::from(sid.as_str());
         ctx.m.add(snap_i, Bson::from(sid.as_str()));
-        if ctx.m.archived.contains(&sid) || base_ids.contains(&sid) {
+        if base_ids.contains(&sid) {
             archived_context.push(snap);
+        } else if ctx.m.archived.contains(&sid) {
+            block.push(Bson::Document(archived_stub(&snap)));
         } else {
             block.push(Bson::Document(snap));
         }

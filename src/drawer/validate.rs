@@ -121,16 +121,16 @@ pub fn validate(drawer: &Document, archived_snapshot_ids: &[String]) -> Vec<Vali
         }
     }
 
-    // Active services need the initial questionnaire.
+    // An active service needs its own initial questionnaire (the plan's rule).
     let inicial = path::get(drawer, "services.training.questionnaires.inicial");
-    let has_inicial = matches!(inicial, Some(Bson::Document(_)));
     for service in ["training", "nutrition"] {
         let active = path::get(drawer, &format!("services.{service}.active"));
         if matches!(active, Some(Bson::Boolean(true))) {
-            if !has_inicial {
+            let own = path::get(drawer, &format!("services.{service}.questionnaires.inicial"));
+            if !matches!(own, Some(Bson::Document(d)) if !d.is_empty()) {
                 v.err(
                     format!("services.{service}.active"),
-                    "service is active but inicial questionnaire is missing",
+                    format!("service is active but services.{service}.questionnaires.inicial is missing"),
                 );
             }
             let listed = path::array(drawer, "meta.active_services")
@@ -167,7 +167,9 @@ pub fn validate(drawer: &Document, archived_snapshot_ids: &[String]) -> Vec<Vali
         _ => v.err("meta.status", "not active or needs_review"),
     }
 
-    // Snapshots: versions 1..n (archived ones leave gaps), each pointing at its predecessor.
+    // Snapshots: versions exactly 1..n in order, v1 without a previous, each
+    // later one pointing at its predecessor (the plan's rule; an archived
+    // snapshot leaves a stub in place, so there are no gaps).
     let mut archived: HashSet<String> = archived_snapshot_ids.iter().cloned().collect();
     for id in path::array(drawer, "meta.migration.archived_snapshot_ids") {
         if let Some(s) = id.as_str() {
@@ -181,60 +183,34 @@ pub fn validate(drawer: &Document, archived_snapshot_ids: &[String]) -> Vec<Vali
             ids.insert(id_key(id));
         }
     }
-    archived.retain(|a| !ids.contains(a));
-    let total = snaps.len() + archived.len();
-    let mut prev: Option<(i64, String)> = None;
+    let mut prev: Option<String> = None;
     for (i, s) in snaps.iter().enumerate() {
         let p = format!("{}[{i}]", SNAPSHOTS.path);
-        let version = match s.get("version") {
-            Some(Bson::Int32(x)) => i64::from(*x),
-            Some(Bson::Int64(x)) => *x,
-            _ => {
-                v.err(format!("{p}.version"), "missing or not an integer");
-                continue;
-            }
-        };
         let sid = s.get("snapshot_id").map(id_key).unwrap_or_default();
-        let expected_version_ok = if archived.is_empty() {
-            version == i64::try_from(i).unwrap_or(i64::MAX) + 1
-        } else {
-            version >= 1
-                && version <= i64::try_from(total).unwrap_or(i64::MAX)
-                && prev.as_ref().is_none_or(|(pv, _)| version > *pv)
-        };
-        if !expected_version_ok {
-            v.err(
+        match s.get("version") {
+            Some(Bson::Int32(x)) if i64::from(*x) == i as i64 + 1 => {}
+            Some(Bson::Int64(x)) if *x == i as i64 + 1 => {}
+            Some(Bson::Int32(_)) | Some(Bson::Int64(_)) => v.err(
                 format!("{p}.version"),
-                format!(
-                    "snapshot versions are not 1..n (found {version} at position {})",
-                    i + 1
-                ),
-            );
+                format!("snapshot versions are not 1..n (snapshot {sid} at position {})", i + 1),
+            ),
+            _ => v.err(format!("{p}.version"), "missing or not an integer"),
         }
         let actual_prev = match s.get("previous_snapshot_id") {
             None | Some(Bson::Null) => None,
             Some(x) => Some(id_key(x)),
         };
-        let ok = match (&prev, version) {
-            (_, 1) => actual_prev.is_none(),
-            (Some((pv, pid)), v) if *pv == v - 1 => actual_prev.as_deref() == Some(pid.as_str()),
-            _ => actual_prev.as_ref().is_some_and(|a| archived.contains(a)),
-        };
-        if !ok {
-            let expected = match (&prev, version) {
-                (_, 1) => "none".to_string(),
-                (Some((pv, pid)), v) if *pv == v - 1 => pid.clone(),
-                _ => "an archived snapshot".to_string(),
-            };
+        if actual_prev != prev {
             v.err(
                 format!("{p}.previous_snapshot_id"),
                 format!(
-                    "snapshot {sid} v{version} points at {} (expected {expected})",
-                    actual_prev.as_deref().unwrap_or("none")
+                    "snapshot {sid} points at {} (expected {})",
+                    actual_prev.as_deref().unwrap_or("none"),
+                    prev.as_deref().unwrap_or("none")
                 ),
             );
         }
-        prev = Some((version, sid));
+        prev = Some(sid);
     }
 
     let known = |id: &str| ids.contains(id) || archived.contains(id);

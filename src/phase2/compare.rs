@@ -223,17 +223,30 @@ fn generated<'a>(snapshot: &'a Document, key: &str) -> Option<&'a Bson> {
     snapshot.get_document("plans_generated").ok()?.get(key)
 }
 
-/// The drawer's snapshots plus those moved to the archive.
+/// The drawer's snapshots, an archived one (a stub in the drawer) replaced
+/// by its full form from the archive, plus archived ones with no stub.
 fn all_snapshots<'a>(drawer: &'a Document, archived: &'a [Document]) -> Vec<&'a Document> {
+    let full: Vec<&Document> = archived
+        .iter()
+        .filter_map(|a| a.get_document("snapshot").ok())
+        .collect();
+    let id = |s: &Document| s.get("snapshot_id").cloned();
     let mut out: Vec<&Document> = match value_at_path(drawer, "services.training.snapshots") {
-        Some(Bson::Array(items)) => items.iter().filter_map(Bson::as_document).collect(),
+        Some(Bson::Array(items)) => items
+            .iter()
+            .filter_map(Bson::as_document)
+            .map(|s| match s.get_bool("archived") {
+                Ok(true) => full.iter().copied().find(|f| id(f) == id(s)).unwrap_or(s),
+                _ => s,
+            })
+            .collect(),
         _ => Vec::new(),
     };
-    out.extend(
-        archived
-            .iter()
-            .filter_map(|a| a.get_document("snapshot").ok()),
-    );
+    for f in full {
+        if !out.iter().any(|s| id(s) == id(f)) {
+            out.push(f);
+        }
+    }
     out
 }
 

@@ -24,3 +24,23 @@ pub fn wire_store(case: &str) -> Option<(Box<dyn Store>, String)> {
         .unwrap_or_else(|e| panic!("cannot connect to the wire test server at {url}: {e}"));
     Some((Box::new(store), wire::fresh_db(case)))
 }
+
+pub mod plan_validator;
+
+use edn_migrate::drawer::{build, validate, BuildOptions, Built, LegacyUser};
+
+/// Builds a drawer and checks it with both validators (ours and the plan's
+/// `validate_drawer`), so every drawer a test builds is held to both.
+pub fn build_checked(
+    user: &LegacyUser,
+    existing: Option<&bson::Document>,
+    opts: &BuildOptions,
+) -> Built {
+    let built = build(user, existing, opts);
+    if !built.drawer.is_empty() {
+        let ours = validate(&built.drawer, &[]);
+        assert!(ours.is_empty(), "{}: {ours:?}", user.user_id);
+        plan_validator::assert_plan_accepts(&built.drawer);
+    }
+    built
+}
