@@ -6,7 +6,9 @@ mod common;
 
 use bson::{doc, Bson, Document};
 use common::build_checked as build;
-use edn_migrate::drawer::{triage, undo, validate, BuildOptions, LegacyKind, LegacyUser, Scope, Undo};
+use edn_migrate::drawer::{
+    triage, undo, validate, BuildOptions, LegacyKind, LegacyUser, Scope, Undo,
+};
 use proptest::prelude::*;
 
 fn later(o: &BuildOptions) -> BuildOptions {

@@ -465,8 +465,8 @@ fn readme_facts_u09_u16_u17_new_drawers() {
 }
 
 mod plan_validator_oracle {
-    use bson::{doc, Bson};
     use super::validate_drawer;
+    use bson::{doc, Bson};
 
     /// The plan's own `test_validate_drawer` (section 4.4), both cases.
     #[test]
@@ -490,27 +490,30 @@ mod plan_validator_oracle {
             "meta": {},
         };
         let errors = validate_drawer(&invalid).unwrap();
-        assert!(errors[0].contains("missing inicial questionnaire"), "{errors:?}");
+        assert!(
+            errors[0].contains("missing inicial questionnaire"),
+            "{errors:?}"
+        );
     }
 
     #[test]
     fn python_semantics_decide_the_edges() {
         // An active nutrition service needs its own inicial.
         let d = doc! { "_id": 1, "user_id": 1, "profile": {}, "meta": {},
-            "services": { "training": { "active": true, "questionnaires": { "inicial": { "a": 1 } } },
-                          "nutrition": { "active": true, "plans": [] } } };
+        "services": { "training": { "active": true, "questionnaires": { "inicial": { "a": 1 } } },
+                      "nutrition": { "active": true, "plans": [] } } };
         assert_eq!(
             validate_drawer(&d).unwrap(),
             vec!["nutrition is active but missing inicial questionnaire"]
         );
         // Versions compare as numbers; gaps fail; a null `questionnaires` raises.
         let d = doc! { "_id": 1, "user_id": 1, "profile": {}, "meta": {},
-            "services": { "training": { "snapshots": [
-                { "snapshot_id": "a", "version": 1.0 },
-                { "snapshot_id": "b", "version": 3_i64, "previous_snapshot_id": "a" } ] } } };
+        "services": { "training": { "snapshots": [
+            { "snapshot_id": "a", "version": 1.0 },
+            { "snapshot_id": "b", "version": 3_i64, "previous_snapshot_id": "a" } ] } } };
         assert_eq!(validate_drawer(&d).unwrap().len(), 1);
         let d = doc! { "_id": 1, "user_id": 1, "profile": {}, "meta": {},
-            "services": { "training": { "active": true, "questionnaires": Bson::Null } } };
+        "services": { "training": { "active": true, "questionnaires": Bson::Null } } };
         assert!(validate_drawer(&d).is_err());
         // No services at all: the snapshot loop's `drawer["services"]` raises KeyError.
         assert!(validate_drawer(&doc! { "_id": 1 }).is_err());

@@ -126,7 +126,10 @@ pub fn validate(drawer: &Document, archived_snapshot_ids: &[String]) -> Vec<Vali
     for service in ["training", "nutrition"] {
         let active = path::get(drawer, &format!("services.{service}.active"));
         if matches!(active, Some(Bson::Boolean(true))) {
-            let own = path::get(drawer, &format!("services.{service}.questionnaires.inicial"));
+            let own = path::get(
+                drawer,
+                &format!("services.{service}.questionnaires.inicial"),
+            );
             if !matches!(own, Some(Bson::Document(d)) if !d.is_empty()) {
                 v.err(
                     format!("services.{service}.active"),
@@ -192,7 +195,10 @@ pub fn validate(drawer: &Document, archived_snapshot_ids: &[String]) -> Vec<Vali
             Some(Bson::Int64(x)) if *x == i as i64 + 1 => {}
             Some(Bson::Int32(_)) | Some(Bson::Int64(_)) => v.err(
                 format!("{p}.version"),
-                format!("snapshot versions are not 1..n (snapshot {sid} at position {})", i + 1),
+                format!(
+                    "snapshot versions are not 1..n (snapshot {sid} at position {})",
+                    i + 1
+                ),
             ),
             _ => v.err(format!("{p}.version"), "missing or not an integer"),
         }
