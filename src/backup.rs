@@ -40,7 +40,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
 /// The manifest's file name inside a backup folder.
-const MANIFEST: &str = "manifest.json";
+pub const MANIFEST: &str = "manifest.json";
 /// The suffix of a backup still being written (or abandoned by a crash).
 const PARTIAL: &str = ".partial";
 /// Documents per scan round trip while dumping.
@@ -758,14 +758,15 @@ fn check_metadata(dir: &Path, entry: &CollectionEntry, out: &mut Vec<String>) {
 
 /// Reads a concatenated BSON stream (a mongodump `.bson` file) one document at
 /// a time, keeping the byte offset so every error can say where it is.
-struct BsonStream<R> {
+pub struct BsonStream<R> {
     reader: R,
     file: String,
     offset: u64,
 }
 
 impl<R: Read> BsonStream<R> {
-    fn new(reader: R, file: String) -> Self {
+    /// Reads `reader` from its first byte; `file` names it in every error.
+    pub fn new(reader: R, file: String) -> Self {
         BsonStream {
             reader,
             file,
@@ -779,7 +780,7 @@ impl<R: Read> BsonStream<R> {
 
     /// The next document; `None` at a clean end of file, an error naming the
     /// file and byte offset when the stream is truncated or malformed.
-    fn next_document(&mut self) -> CommandResult<Option<Document>> {
+    pub fn next_document(&mut self) -> CommandResult<Option<Document>> {
         let at = self.offset;
         let mut prefix = [0u8; 4];
         let got = read_up_to(&mut self.reader, &mut prefix).map_err(|e| self.io(at, e))?;

@@ -168,7 +168,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Where the migration stands: store, collections, counts, indexes.
     Status,
-    /// Load DIR/<database>/<collection>.jsonl (mongoexport's format) into the store.
+    /// Load DIR/<database>/<collection>.jsonl (mongoexport's format), or what
+    /// mongodump wrote (--from-dump), into the store.
     Import(ImportArgs),
     /// Write every collection of the legacy and drawer databases to DIR as JSONL.
     Export(ExportArgs),
@@ -318,11 +319,35 @@ fn parse_partition(text: &str) -> Result<(u32, u32), String> {
     Ok((i, n))
 }
 
+fn parse_rename(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((from, to)) if !from.is_empty() && !to.is_empty() => {
+            Ok((from.to_string(), to.to_string()))
+        }
+        _ => Err("expected FROM=TO, e.g. test_database=staging".into()),
+    }
+}
+
 /// Arguments of `import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// A folder with one sub-folder per database, one .jsonl file per collection.
-    pub dir: PathBuf,
+    #[arg(required_unless_present = "from_dump", conflicts_with = "from_dump")]
+    pub dir: Option<PathBuf>,
+    /// Load a mongodump folder instead (<db>/<coll>.bson and .metadata.json,
+    /// plain or --gzip; a `phase2 backup` folder is one too) or a
+    /// `mongodump --archive` file (gzipped or not), with its indexes. Each
+    /// database loads under its own name, whatever --legacy-db and
+    /// --drawer-db say (use --rename-db); admin, config, local, system.*
+    /// collections, views and the oplog are not loaded.
+    #[arg(long, value_name = "PATH")]
+    pub from_dump: Option<PathBuf>,
+    /// Load the dump's database FROM into the store's database TO (repeatable).
+    #[arg(long, value_name = "FROM=TO", requires = "from_dump", value_parser = parse_rename)]
+    pub rename_db: Vec<(String, String)>,
+    /// Load only this database of the dump, by its name in the dump (repeatable).
+    #[arg(long, value_name = "NAME", requires = "from_dump")]
+    pub only_db: Vec<String>,
     /// Replace documents whose _id already exists instead of refusing them.
     #[arg(long)]
     pub upsert: bool,

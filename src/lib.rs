@@ -9,6 +9,7 @@ pub mod backup;
 pub mod config;
 pub mod confirm;
 pub mod drawer;
+pub mod dump;
 pub mod engine;
 pub mod error;
 pub mod extjson;

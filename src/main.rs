@@ -6,7 +6,7 @@ use clap::Parser;
 use cli::{Cli, Command, LogFormat, MigrateArgs, Phase0Command, Phase2Command};
 use edn_migrate::error::{CommandError, CommandResult, EXIT_OK};
 use edn_migrate::report::Output;
-use edn_migrate::{backup, confirm, phase0, phase2, rollback, status, store, transfer};
+use edn_migrate::{backup, confirm, dump, phase0, phase2, rollback, status, store, transfer};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -66,11 +66,13 @@ fn run(cli: Cli) -> CommandResult<Output> {
     match cli.command {
         Command::Status => status::status(store, &config),
         Command::Import(args) => {
+            let source = args.from_dump.as_ref().or(args.dir.as_ref());
+            let source = source.cloned().unwrap_or_default();
             if args.drop {
                 confirm::confirm(
                     &format!(
                         "drop every collection found in {} before loading it?",
-                        args.dir.display()
+                        source.display()
                     ),
                     cli.global.yes,
                 )?;
@@ -80,7 +82,14 @@ fn run(cli: Cli) -> CommandResult<Output> {
                 drop: args.drop,
                 batch_size: args.batch_size,
             };
-            transfer::import(store, &args.dir, opts)
+            if args.from_dump.is_some() {
+                let mut dump_opts = dump::DumpOptions::new(opts);
+                dump_opts.rename = args.rename_db.into_iter().collect();
+                dump_opts.databases = args.only_db.into_iter().collect();
+                dump::import(store, &source, &dump_opts)
+            } else {
+                transfer::import(store, &source, opts)
+            }
         }
         Command::Export(args) => {
             let mut dbs = vec![config.legacy_db.as_str()];

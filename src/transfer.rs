@@ -181,7 +181,9 @@ fn load_file(
     Ok(count)
 }
 
-fn write_batch(
+/// Writes and empties one batch; shared with the dump import so both
+/// honour `--upsert` and name the flag that fixes a duplicate.
+pub(crate) fn write_batch(
     store: &dyn Store,
     ns: &Ns,
     batch: &mut Vec<bson::Document>,
