@@ -523,3 +523,110 @@ proptest! {
         }
     }
 }
+
+/// The fixture users with every ordering date written as a string, in the
+/// shapes legacy data holds (RFC 3339 with `Z` or an offset, a space instead
+/// of `T`, a bare day at midnight).
+fn with_string_dates(u: &LegacyUser) -> LegacyUser {
+    let restate = |docs: &[Document], field: &str| -> Vec<Document> {
+        docs.iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mut d = d.clone();
+                if let Ok(at) = d.get_datetime(field) {
+                    let t = at.to_chrono();
+                    let text = match i % 4 {
+                        0 => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                        1 => (t + chrono::Duration::hours(1))
+                            .format("%Y-%m-%dT%H:%M:%S+01:00")
+                            .to_string(),
+                        2 => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        _ => t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
+                    };
+                    d.insert(field, text);
+                }
+                d
+            })
+            .collect()
+    };
+    LegacyUser {
+        user_id: u.user_id.clone(),
+        submissions: restate(&u.submissions, "submitted_at"),
+        followups: restate(&u.followups, "submission_date"),
+        training_plans: restate(&u.training_plans, "generated_at"),
+        nutrition_plans: restate(&u.nutrition_plans, "generated_at"),
+    }
+}
+
+/// A drawer without what stays verbatim (`raw_payload`), for comparison.
+fn without_raw_payloads(d: &Document) -> Document {
+    let mut d = d.clone();
+    if let Ok(services) = d.get_document_mut("services") {
+        if let Ok(shared) = services.get_array_mut("shared_questionnaires") {
+            for e in shared.iter_mut() {
+                if let Some(e) = e.as_document_mut() {
+                    e.remove("raw_payload");
+                }
+            }
+        }
+    }
+    d
+}
+
+#[test]
+fn legacy_string_dates_become_bson_dates_and_raw_payload_stays_verbatim() {
+    // Without U15's dual-write drawer: its entry holds the legacy document
+    // with BSON dates, which a string-dated copy rightly no longer equals.
+    for (uid, u) in &common::users() {
+        let stringly = with_string_dates(u);
+        let typed = build(u, None, &common::opts());
+        let b = build(&stringly, None, &common::opts());
+        common::assert_dates_are_bson_dates(&b.drawer);
+        assert!(
+            without_raw_payloads(&b.drawer) == without_raw_payloads(&typed.drawer),
+            "{uid}: string dates give another drawer"
+        );
+        for entry in common::values_at(&b.drawer, "services.shared_questionnaires[].raw_payload") {
+            let raw = entry.as_document().unwrap();
+            let id = raw.get("_id").unwrap();
+            let source = stringly
+                .submissions
+                .iter()
+                .chain(&stringly.followups)
+                .find(|d| d.get("_id") == Some(id));
+            if let Some(source) = source {
+                assert_eq!(raw, source, "{uid}: raw_payload is not verbatim");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unparsable_birth_date_is_null_with_a_warning_naming_field_and_document() {
+    let mut u = user();
+    u.submissions[0]
+        .get_document_mut("responses")
+        .unwrap()
+        .insert("fecha_nacimiento", "el 3 de mayo");
+    let b = build(&u, None, &common::opts());
+    assert_eq!(
+        b.drawer
+            .get_document("profile")
+            .unwrap()
+            .get("fecha_nacimiento"),
+        Some(&Bson::Null)
+    );
+    let w = b
+        .warnings
+        .iter()
+        .find(|w| w.field == "responses.fecha_nacimiento")
+        .expect("a warning for the birth date");
+    assert_eq!(w.source_id, "s1");
+    assert!(!format!("{b:?}").contains("warnings") || !w.to_string().contains("mayo"));
+    // The answer itself stays verbatim in inicial.responses.
+    let answer = common::values_at(
+        &b.drawer,
+        "services.training.questionnaires.inicial.responses.personal_data.fecha_nacimiento",
+    );
+    assert_eq!(answer, vec![&Bson::from("el 3 de mayo")]);
+}

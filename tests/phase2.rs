@@ -101,6 +101,68 @@ fn main_job_accounts_for_every_user_and_reruns_write_nothing(tool: Tool) {
     assert_eq!(status["collections"]["migration_quarantine"], QUARANTINED);
 }
 
+/// Rewrites the ordering dates of the legacy fixtures as strings (as some
+/// legacy writers stored them): RFC 3339, a space instead of `T`, a bare day.
+fn dates_as_strings(dir: &Path, tool: &Tool) {
+    for (file, field) in [
+        ("nutrition_questionnaire_submissions", "submitted_at"),
+        ("follow_up_submissions", "submission_date"),
+        ("training_plans", "generated_at"),
+        ("nutrition_plans", "generated_at"),
+    ] {
+        let path = dir.join(&tool.legacy_db).join(format!("{file}.jsonl"));
+        let text = fs::read_to_string(&path).unwrap();
+        let mut out = String::new();
+        for (i, line) in text.lines().enumerate() {
+            let mut v: Value = serde_json::from_str(line).unwrap();
+            // U15's submission is also in its dual-write drawer, with a BSON date.
+            let dual_written = v["_id"] == "submission_1762977310000001";
+            if let Some(at) = v[field]["$date"]
+                .as_str()
+                .filter(|_| !dual_written)
+                .map(str::to_string)
+            {
+                v[field] = Value::String(match i % 3 {
+                    0 => at,
+                    1 => at.replace('T', " ").trim_end_matches('Z').to_string(),
+                    _ => at[..10].to_string(),
+                });
+            }
+            out.push_str(&format!("{v}\n"));
+        }
+        fs::write(&path, out).unwrap();
+    }
+}
+
+fn string_dates_are_stored_as_bson_dates(tool: Tool) {
+    let dir = tool.fixtures();
+    dates_as_strings(&dir, &tool);
+    tool.ok(&["import", dir.to_str().unwrap()]);
+    tool.ok(&["phase0", "prepare"]);
+    tool.ok(&["phase2", "backup"]);
+    migrate_json(&tool, &[]);
+    let drawers = stored_drawers(&tool, "migrated");
+    assert_eq!(drawers.len() as u64, USERS);
+    let mut strings_in_raw_payload = 0;
+    for drawer in &drawers {
+        common::assert_dates_are_bson_dates(drawer);
+        for raw in common::values_at(drawer, "services.shared_questionnaires[].raw_payload") {
+            let raw = raw.as_document().unwrap();
+            for field in ["submitted_at", "submission_date"] {
+                if matches!(raw.get(field), Some(bson::Bson::String(_))) {
+                    strings_in_raw_payload += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        strings_in_raw_payload > 20,
+        "raw_payload keeps the legacy strings verbatim ({strings_in_raw_payload})"
+    );
+    let report = json(&tool.ok(&["phase2", "validate", "--json"]));
+    assert_eq!(report["passed"], true, "{report}");
+}
+
 fn validate_fails_with_exit_3_and_names_paths(tool: Tool) {
     prepared(&tool);
     migrate_json(&tool, &[]);
@@ -395,6 +457,10 @@ mod sqlite {
         super::dry_run_leaves_the_store_byte_identical(Tool::sqlite());
     }
     #[test]
+    fn string_dates_are_stored_as_bson_dates() {
+        super::string_dates_are_stored_as_bson_dates(Tool::sqlite());
+    }
+    #[test]
     fn validate_fails_with_exit_3_and_names_paths() {
         super::validate_fails_with_exit_3_and_names_paths(Tool::sqlite());
     }
@@ -433,6 +499,12 @@ mod mongo_wire {
     fn dry_run_leaves_the_store_byte_identical() {
         if let Some(tool) = Tool::wire("p2dry") {
             super::dry_run_leaves_the_store_byte_identical(tool);
+        }
+    }
+    #[test]
+    fn string_dates_are_stored_as_bson_dates() {
+        if let Some(tool) = Tool::wire("p2dates") {
+            super::string_dates_are_stored_as_bson_dates(tool);
         }
     }
     #[test]

@@ -60,6 +60,11 @@ impl Src<'_> {
     fn id(&self) -> Bson {
         self.doc.get("_id").cloned().unwrap_or(Bson::Null)
     }
+    /// The document's ordering date as a BSON date, whatever type it had
+    /// (triage only lets through documents whose date parses).
+    fn date(&self) -> Bson {
+        Bson::DateTime(bson::DateTime::from_millis(self.millis))
+    }
     fn field(&self, name: &str) -> Bson {
         match self.doc.get(name) {
             Some(v) => v.clone(),
@@ -554,7 +559,7 @@ fn questionnaires(ctx: &mut Ctx, map: &FieldMap, subs: &[Src<'_>]) {
         let r = responses(s);
         ctx.gen[index_of(SHARED)].push(Bson::Document(doc! {
             "submission_id": s.id(),
-            "submitted_at": s.field("submitted_at"),
+            "submitted_at": s.date(),
             "source": "nutrition_initial",
             "raw_payload": s.doc.clone(),
         }));
@@ -569,7 +574,7 @@ fn questionnaires(ctx: &mut Ctx, map: &FieldMap, subs: &[Src<'_>]) {
         ctx.warnings.extend(w);
         ctx.gen[index_of(MEASUREMENTS)].push(Bson::Document(doc! {
             "measurement_id": format!("measure_migrated_{}", s.key),
-            "date": s.field("submitted_at"),
+            "date": s.date(),
             "tipo": "inicial",
             "source": format!("migrated_from_{}", s.key),
             "data": data,
@@ -580,7 +585,7 @@ fn questionnaires(ctx: &mut Ctx, map: &FieldMap, subs: &[Src<'_>]) {
     }
     let inicial = doc! {
         "submission_id": first.id(),
-        "submitted_at": first.field("submitted_at"),
+        "submitted_at": first.date(),
         "version": "1.0.0",
         "schema_version": "questionnaire_training_v1",
         "responses": map.to_blocks(&responses(first)),
@@ -590,18 +595,14 @@ fn questionnaires(ctx: &mut Ctx, map: &FieldMap, subs: &[Src<'_>]) {
         "services.training.questionnaires.inicial",
         Bson::Document(inicial),
     );
-    ctx.put(
-        Put::Fill,
-        "services.training.enrolled_at",
-        first.field("submitted_at"),
-    );
+    ctx.put(Put::Fill, "services.training.enrolled_at", first.date());
     let (profile, w) = profile_from_responses(&responses(last), &last.key);
     ctx.warnings.extend(w);
     for (k, v) in profile {
         ctx.put(Put::Fill, &format!("profile.{k}"), v);
     }
-    ctx.put(Put::Fill, "profile.created_at", first.field("submitted_at"));
-    ctx.put(Put::Fill, "profile.updated_at", last.field("submitted_at"));
+    ctx.put(Put::Fill, "profile.created_at", first.date());
+    ctx.put(Put::Fill, "profile.updated_at", last.date());
 }
 
 /// Whether a plan is for the builder to version (no stamp, or the builder's own).
@@ -678,7 +679,7 @@ fn snapshot_from_plans(
         "snapshot_id": sid,
         "version": version,
         "previous_snapshot_id": previous,
-        "created_at": t.field("generated_at"),
+        "created_at": t.date(),
         "trigger": "migrated_from_legacy",
         "client_context": {
             "meta": { "client_id": user_id, "snapshot_id": sid, "version": version },
@@ -776,7 +777,7 @@ fn plans(
         ctx.gen[index_of(TRAINING_PLANS)].push(Bson::Document(doc! {
             "plan_id": tp.id(),
             "version": version,
-            "generated_at": tp.field("generated_at"),
+            "generated_at": tp.date(),
             "snapshot_id": &sid,
             "month": tp.field("month"),
             "year": tp.field("year"),
@@ -801,7 +802,7 @@ fn plans(
         }
         ctx.gen[index_of(NUTRITION_PLANS)].push(Bson::Document(doc! {
             "plan_id": np.id(),
-            "generated_at": np.field("generated_at"),
+            "generated_at": np.date(),
             "snapshot_id": sid_of_n[i].clone().map(Bson::from).unwrap_or(Bson::Null),
         }));
     }
@@ -833,7 +834,7 @@ fn plans(
                 LegacyKind::TrainingPlan => doc! {
                     "plan_id": s.id(),
                     "version": version,
-                    "generated_at": s.field("generated_at"),
+                    "generated_at": s.date(),
                     "snapshot_id": &sid,
                     "month": s.field("month"),
                     "year": s.field("year"),
@@ -841,7 +842,7 @@ fn plans(
                 },
                 _ => doc! {
                     "plan_id": s.id(),
-                    "generated_at": s.field("generated_at"),
+                    "generated_at": s.date(),
                     "snapshot_id": &sid,
                 },
             };
@@ -921,7 +922,7 @@ fn followups(ctx: &mut Ctx, fups: &[Src<'_>], archived_context: &[Document]) {
         };
         ctx.gen[index_of(FOLLOWUPS)].push(Bson::Document(doc! {
             "followup_id": f.id(),
-            "submitted_at": f.field("submission_date"),
+            "submitted_at": f.date(),
             "days_since_last": f.field("days_since_last_plan"),
             "previous_snapshot_id": previous,
             "snapshot_link": link,
@@ -941,14 +942,14 @@ fn followups(ctx: &mut Ctx, fups: &[Src<'_>], archived_context: &[Document]) {
         ctx.warnings.extend(w);
         ctx.gen[index_of(MEASUREMENTS)].push(Bson::Document(doc! {
             "measurement_id": format!("measure_followup_{}", f.key),
-            "date": f.field("submission_date"),
+            "date": f.date(),
             "tipo": "seguimiento",
             "source": format!("migrated_from_{}", f.key),
             "data": data,
         }));
         ctx.gen[index_of(SHARED)].push(Bson::Document(doc! {
             "submission_id": f.id(),
-            "submitted_at": f.field("submission_date"),
+            "submitted_at": f.date(),
             "source": "followup",
             "raw_payload": f.doc.clone(),
         }));

@@ -7,7 +7,7 @@ pub mod typed;
 use bson::{doc, Bson, Document};
 
 pub use field_map::{FieldMap, FieldMapError, UNMAPPED_BLOCK, UNMAPPED_KEY};
-pub use typed::{date_millis, doc_id_key, id_key, parse_int, parse_number, Parsed};
+pub use typed::{date_millis, doc_id_key, id_key, parse_date, parse_int, parse_number, Parsed};
 
 /// The ten blocks of the TO BE questionnaire, in their canonical order.
 pub const BLOCKS: [&str; 10] = [
@@ -168,15 +168,28 @@ fn number_or_null(
 }
 
 /// The profile fields a submission's flat responses give: the text fields
-/// verbatim (null when absent) and `edad` as an integer (null, plus a warning
-/// when present but not a whole number). `created_at`/`updated_at` are the
-/// builder's business.
+/// verbatim (null when absent), `fecha_nacimiento` as a BSON date and `edad`
+/// as an integer (each null, plus a warning, when present but not parsable).
+/// `created_at`/`updated_at` are the builder's business.
 pub fn profile_from_responses(flat: &Document, source_id: &str) -> (Document, Vec<Warning>) {
     let mut warnings = Vec::new();
     let mut profile = Document::new();
-    for field in ["nombre_completo", "email", "fecha_nacimiento"] {
+    for field in ["nombre_completo", "email"] {
         profile.insert(field, flat.get(field).cloned().unwrap_or(Bson::Null));
     }
+    let born = match parse_date(flat.get("fecha_nacimiento")) {
+        Parsed::Value(d) => Bson::DateTime(d),
+        Parsed::Missing => Bson::Null,
+        Parsed::Unparsable => {
+            warnings.push(Warning::new(
+                WarningKind::UnparsableValue,
+                source_id,
+                "responses.fecha_nacimiento",
+            ));
+            Bson::Null
+        }
+    };
+    profile.insert("fecha_nacimiento", born);
     let edad = match parse_int(flat.get("edad")) {
         Parsed::Value(n) => Bson::Int32(n),
         Parsed::Missing => Bson::Null,
@@ -245,6 +258,28 @@ mod tests {
         assert_eq!(p.get("nombre_completo"), Some(&Bson::from("Ana")));
         assert_eq!(p.get("email"), Some(&Bson::Null));
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn birth_dates_become_bson_dates_and_odd_ones_a_warning() {
+        let (p, w) = profile_from_responses(&doc! { "fecha_nacimiento": "1988-06-21" }, "s1");
+        assert_eq!(
+            p.get("fecha_nacimiento"),
+            Some(&Bson::DateTime(bson::DateTime::from_millis(
+                582_854_400_000
+            )))
+        );
+        assert!(w.is_empty());
+        let (p, w) = profile_from_responses(&doc! { "fecha_nacimiento": "21 de junio" }, "s1");
+        assert_eq!(p.get("fecha_nacimiento"), Some(&Bson::Null));
+        assert_eq!(
+            w,
+            vec![Warning::new(
+                WarningKind::UnparsableValue,
+                "s1",
+                "responses.fecha_nacimiento"
+            )]
+        );
     }
 
     #[test]

@@ -110,6 +110,19 @@ pub fn date_millis(value: Option<&Bson>) -> Option<i64> {
     }
 }
 
+/// A BSON date from a date-like answer (the shapes [`date_millis`] reads):
+/// what every date field of the drawer holds, whatever type the legacy
+/// document used. `""` and text in another shape are unparsable.
+pub fn parse_date(value: Option<&Bson>) -> Parsed<bson::DateTime> {
+    match value {
+        None | Some(Bson::Null) => Parsed::Missing,
+        v => match date_millis(v) {
+            Some(ms) => Parsed::Value(bson::DateTime::from_millis(ms)),
+            None => Parsed::Unparsable,
+        },
+    }
+}
+
 /// A stable text form of an id, used to match entries by key and to break
 /// ties: a string as is, an ObjectId as its hex, an integer in decimal,
 /// anything else as canonical Extended JSON.
@@ -187,6 +200,24 @@ mod tests {
             date_millis(Some(&Bson::DateTime(bson::DateTime::from_millis(d)))),
             Some(d)
         );
+        assert_eq!(
+            date_millis(Some(&Bson::from("2025-01-02 00:00:00"))),
+            Some(d)
+        );
+        assert_eq!(
+            date_millis(Some(&Bson::from("2025-01-02T00:00:00.000"))),
+            Some(d)
+        );
+        assert_eq!(
+            parse_date(Some(&Bson::from("2025-01-02"))),
+            Parsed::Value(bson::DateTime::from_millis(d))
+        );
+        assert_eq!(parse_date(Some(&Bson::from(""))), Parsed::Unparsable);
+        assert_eq!(
+            parse_date(Some(&Bson::from("02/01/2025"))),
+            Parsed::Unparsable
+        );
+        assert_eq!(parse_date(Some(&Bson::Null)), Parsed::Missing);
         assert_eq!(date_millis(Some(&Bson::from("ayer"))), None);
         assert_eq!(date_millis(Some(&Bson::Int64(5))), None);
     }
