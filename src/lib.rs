@@ -16,6 +16,7 @@ pub mod extjson;
 pub mod mapping;
 pub mod phase0;
 pub mod phase2;
+pub mod private;
 pub mod redact;
 pub mod report;
 pub mod rollback;

@@ -71,9 +71,11 @@ pub fn export(
 ) -> CommandResult<Output> {
     let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let progress = progress_bar(0, "exporting");
+    crate::private::create_dir_all(dir)
+        .map_err(CommandError::io(format!("creating {}", dir.display())))?;
     for db in dbs {
         let db_dir = dir.join(db);
-        fs::create_dir_all(&db_dir)
+        crate::private::create_dir_all(&db_dir)
             .map_err(CommandError::io(format!("creating {}", db_dir.display())))?;
         let collections = store.list_collections(db)?;
         remove_stale_files(&db_dir, &collections)?;
@@ -216,8 +218,8 @@ fn export_collection(
     progress: &ProgressBar,
 ) -> CommandResult<u64> {
     let tmp = path.with_extension("jsonl.tmp");
-    let file =
-        File::create(&tmp).map_err(CommandError::io(format!("creating {}", tmp.display())))?;
+    let file = crate::private::create_file(&tmp)
+        .map_err(CommandError::io(format!("creating {}", tmp.display())))?;
     let mut out = BufWriter::new(file);
     let mut count = 0;
     for doc in store.scan(ns, &Scan::by_id(batch_size))? {

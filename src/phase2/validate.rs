@@ -345,15 +345,15 @@ fn write_reports(
     report: &Value,
     now: chrono::DateTime<Utc>,
 ) -> CommandResult<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir)
+    crate::private::create_dir_all(dir)
         .map_err(CommandError::io(format!("creating {}", dir.display())))?;
     let stem = format!("validate-{}", now.format("%Y%m%dT%H%M%SZ"));
     let json_path = dir.join(format!("{stem}.json"));
     let md_path = dir.join(format!("{stem}.md"));
     let pretty = serde_json::to_string_pretty(report).unwrap_or_else(|_| report.to_string());
-    std::fs::write(&json_path, pretty)
+    crate::private::write(&json_path, pretty)
         .map_err(CommandError::io(format!("writing {}", json_path.display())))?;
-    std::fs::write(&md_path, markdown(report))
+    crate::private::write(&md_path, markdown(report))
         .map_err(CommandError::io(format!("writing {}", md_path.display())))?;
     Ok((json_path, md_path))
 }

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS edn_indexes (
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &str) -> StoreResult<SqliteStore> {
+        owner_only(path);
         let conn = if path == ":memory:" {
             Connection::open_in_memory()?
         } else {
@@ -636,4 +637,19 @@ fn decode(blob: &[u8]) -> StoreResult<Document> {
 
 fn user_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> rusqlite::Error {
     rusqlite::Error::UserFunctionError(Box::new(e))
+}
+
+/// Creates a new store file owner-only before SQLite opens it: SQLite gives
+/// its `-wal` and `-shm` files the main file's mode, so all three hold the
+/// documents readable by their owner only. An existing store with a wider
+/// mode is warned about, not changed. A file that cannot be created here is
+/// left for SQLite's own open to report.
+fn owner_only(path: &str) {
+    if path == ":memory:" || path.starts_with("file:") {
+        return;
+    }
+    let _ = crate::private::create_new_file(std::path::Path::new(path));
+    for suffix in ["", "-wal", "-shm"] {
+        crate::private::warn_if_shared(std::path::Path::new(&format!("{path}{suffix}")));
+    }
 }
