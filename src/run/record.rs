@@ -6,7 +6,7 @@
 use crate::config::own;
 use crate::config::Config;
 use crate::error::CommandResult;
-use crate::redact::redact_text;
+use crate::redact::{redact_text, redact_url};
 use crate::store::{Ns, Scan, Store};
 use bson::{doc, Bson, Document};
 use chrono::{DateTime, Utc};
@@ -83,6 +83,13 @@ pub struct RunRecord {
     pub partition: Option<String>,
     /// The command line, with secrets redacted.
     pub args: Vec<String>,
+    /// The OS user who ran it (`alice`, or `root (sudo by alice)`), so the
+    /// audit trail says who, next to what.
+    #[serde(default)]
+    pub user: String,
+    /// The host it ran on.
+    #[serde(default)]
+    pub host: String,
     /// The store, redacted.
     pub store: String,
     /// When it started (RFC 3339).
@@ -116,13 +123,15 @@ impl RunRecord {
         store: &dyn Store,
         now: DateTime<Utc>,
     ) -> RunRecord {
-        RunRecord {
+        let record = RunRecord {
             run_id: run_id.to_string(),
             command: command.to_string(),
             scope: scope.to_string(),
             partition,
-            args: std::env::args().map(|a| redact_text(&a)).collect(),
-            store: store.describe(),
+            args: redacted_args(std::env::args()),
+            user: os_user(),
+            host: host_name(),
+            store: redact_url(&store.describe()),
             started_at: now.to_rfc3339(),
             ended_at: None,
             outcome: "running".into(),
@@ -132,7 +141,17 @@ impl RunRecord {
             checkpoint: None,
             tally: Tally::default(),
             summary: None,
-        }
+        };
+        tracing::info!(
+            run_id = %record.run_id,
+            command = %record.command,
+            user = %record.user,
+            host = %record.host,
+            store = %record.store,
+            args = %record.args.join(" "),
+            "run recorded"
+        );
+        record
     }
 
     /// Writes the record (replacing its previous state).
@@ -202,5 +221,58 @@ pub fn new_run_id(now: DateTime<Utc>) -> String {
 /// A compact document for logs and JSON, without the argument list.
 pub fn summary_doc(run: &RunRecord) -> Document {
     doc! { "run_id": &run.run_id, "outcome": &run.outcome, "started_at": &run.started_at,
-    "ended_at": run.ended_at.clone().map(Bson::from).unwrap_or(Bson::Null) }
+    "ended_at": run.ended_at.clone().map(Bson::from).unwrap_or(Bson::Null),
+    "user": &run.user, "host": &run.host }
+}
+
+/// The command line as recorded: every argument redacted (a `--store` URL
+/// carries passwords and keys).
+pub fn redacted_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter().map(|a| redact_text(&a)).collect()
+}
+
+/// The OS user running this process; under `sudo`, also the user who ran
+/// `sudo`, since `root` alone answers nothing in an audit.
+pub fn os_user() -> String {
+    let user = whoami::username().unwrap_or_else(|_| "unknown".into());
+    match std::env::var("SUDO_USER") {
+        Ok(by) if !by.is_empty() && by != user => format!("{user} (sudo by {by})"),
+        _ => user,
+    }
+}
+
+/// The name of the host running this process.
+pub fn host_name() -> String {
+    whoami::hostname().unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_arguments_carry_no_secret() {
+        let args = redacted_args(
+            [
+                "edn-migrate",
+                "--store",
+                "mongodb://u:pw-SECRET@h/?tlsCertificateKeyFilePassword=kp-SECRET&authMechanismProperties=AWS_SESSION_TOKEN:tok-SECRET&proxyPassword=px-SECRET",
+                "phase2",
+                "migrate",
+            ]
+            .map(String::from),
+        );
+        let joined = args.join(" ");
+        assert!(!joined.contains("SECRET"), "{joined}");
+        assert_eq!(args.len(), 5);
+        assert_eq!(args[3], "phase2");
+    }
+
+    #[test]
+    fn the_user_and_host_are_named() {
+        let user = os_user();
+        assert!(!user.is_empty() && user != "unknown", "{user}");
+        let host = host_name();
+        assert!(!host.is_empty() && host != "unknown", "{host}");
+    }
 }
