@@ -9,6 +9,7 @@ All data lives in memory and is lost when the process exits.
 
 Usage:
     python3 server.py --port 0 [--exit-on-stdin-eof] [--verbose]
+                      [--user NAME:PASSWORD]... [--tls-cert PEM --tls-key PEM [--tls-ca PEM]]
 prints exactly one line `LISTENING <port>` on stdout once it accepts
 connections, then serves until SIGTERM/SIGKILL (or stdin EOF with the flag).
 
@@ -20,10 +21,16 @@ Supported:
     getLastError, endSessions, listDatabases, dropDatabase, insert, find,
     getMore, killCursors, update, delete, findAndModify, aggregate, count,
     distinct, create, createIndexes, listIndexes, dropIndexes,
-    listCollections, drop, renameCollection.
+    listCollections, drop, renameCollection;
+  * with --user: authentication by SASL PLAIN (saslStart) for those users
+    only; every other command then needs an authenticated connection (code 13);
+  * with --tls-cert/--tls-key: TLS on every connection; with --tls-ca, a
+    client certificate signed by that CA is required;
+  * wire compression (OP_COMPRESSED) with zlib, negotiated in hello as MongoDB
+    does; serverStatus reports the bytes in `network.compression`.
 
 Not supported: replica sets, sharding, transactions, change streams,
-authentication, TLS, compression, server-side JavaScript, collations, array
+SCRAM/X.509 authentication, snappy and zstd compression, server-side JavaScript, collations, array
 filters, explain, capped collections, validators, views, retryable-write
 bookkeeping, tailable/awaitData cursors. Cursors are snapshots taken when the
 find/aggregate runs. listDatabases shows only databases holding data (no
@@ -47,7 +54,9 @@ import struct
 import sys
 import threading
 import time
+import ssl
 import traceback
+import zlib
 from datetime import datetime, timezone
 
 import bson
@@ -129,6 +138,7 @@ CODE_NAMES = {
     43: "CursorNotFound", 48: "NamespaceExists", 59: "CommandNotFound",
     66: "ImmutableField", 72: "InvalidOptions", 85: "IndexOptionsConflict",
     86: "IndexKeySpecsConflict", 115: "CommandNotSupported", 11000: "DuplicateKey",
+    13: "Unauthorized", 18: "AuthenticationFailed", 334: "MechanismUnavailable",
 }
 # mongomock raises some errors with its own codes (or none); map them.
 MONGOMOCK_CODES = {10026: 26, 10027: 48, None: 2}
@@ -288,13 +298,32 @@ def index_docs(coll):
 # --------------------------------------------------------------------------
 
 def cmd_hello(db, cmd, conn):
-    return {
+    reply = {
         "helloOk": True, "ismaster": True, "isWritablePrimary": True,
         "maxBsonObjectSize": 16 * 1024 * 1024, "maxMessageSizeBytes": 48_000_000,
         "maxWriteBatchSize": 100_000, "localTime": datetime.now(timezone.utc),
         "logicalSessionTimeoutMinutes": 30, "connectionId": conn["id"],
         "minWireVersion": 0, "maxWireVersion": 17, "readOnly": False, "ok": 1.0,
     }
+    if "compression" in cmd:  # the first of the client's list we also speak
+        reply["compression"] = [c for c in cmd["compression"] if c in COMPRESSORS]
+    return reply
+
+
+def cmd_sasl_start(db, cmd, conn):
+    """SASL PLAIN in one step: payload is `authzid NUL user NUL password`."""
+    if cmd.get("mechanism") != "PLAIN":
+        return error_doc(334, "mechanism %s is not supported by the wire test server"
+                         % cmd.get("mechanism"))
+    try:
+        _, user, password = bytes(cmd.get("payload", b"")).split(b"\x00")
+        user, password = user.decode("utf-8"), password.decode("utf-8")
+    except ValueError:
+        return error_doc(18, "Authentication failed.")
+    if not USERS or USERS.get(user) != password:
+        return error_doc(18, "Authentication failed.")
+    conn["user"] = user
+    return {"conversationId": 1, "done": True, "payload": b"", "ok": 1.0}
 
 
 def cmd_build_info(db, cmd, conn):
@@ -317,7 +346,8 @@ def cmd_server_status(db, cmd, conn):
     return {"host": "127.0.0.1", "version": "6.0.0-wire-test-server", "process": "mongod",
             "pid": Int64(os.getpid()), "uptime": float(int(up)), "uptimeMillis": Int64(int(up * 1000)),
             "localTime": datetime.now(timezone.utc),
-            "connections": {"current": len(CONNECTIONS), "available": 1000}, "ok": 1.0}
+            "connections": {"current": len(CONNECTIONS), "available": 1000},
+            "network": {"compression": COMPRESSION_STATS}, "ok": 1.0}
 
 
 def cmd_list_databases(db, cmd, conn):
@@ -615,10 +645,19 @@ COMMANDS = {
     "listIndexes": cmd_list_indexes, "dropIndexes": cmd_drop_indexes,
     "deleteIndexes": cmd_drop_indexes, "listCollections": cmd_list_collections,
     "drop": cmd_drop, "renameCollection": cmd_rename_collection,
+    "saslStart": cmd_sasl_start,
 }
 
 
 LOCK_FREE = {cmd_hello, cmd_build_info, cmd_ok, cmd_get_last_error, cmd_server_status}
+# What MongoDB answers before authentication (the rest needs it under --user).
+NO_AUTH = {cmd_hello, cmd_build_info, cmd_ok, cmd_sasl_start}
+USERS = {}
+COMPRESSORS = ["zlib"]
+COMPRESSOR_IDS = {0: "noop", 2: "zlib"}
+STATS_LOCK = threading.Lock()
+COMPRESSION_STATS = {"zlib": {"compressor": {"bytesIn": Int64(0), "bytesOut": Int64(0)},
+                              "decompressor": {"bytesIn": Int64(0), "bytesOut": Int64(0)}}}
 
 
 def run_command(cmd, db, conn, via="OP_MSG"):
@@ -632,6 +671,8 @@ def run_command(cmd, db, conn, via="OP_MSG"):
         print("conn%d %s %s.%s %s" % (conn["id"], via, db, name, cmd), file=sys.stderr, flush=True)
     if handler is None:
         return error_doc(59, "no such command: '%s'" % name)
+    if USERS and "user" not in conn and handler not in NO_AUTH:
+        return error_doc(13, "command %s requires authentication" % name)
     try:
         if handler in LOCK_FREE:  # a long command must not starve the driver's monitor
             return handler(db, cmd, conn)
@@ -649,7 +690,7 @@ def run_command(cmd, db, conn, via="OP_MSG"):
 # framing
 # --------------------------------------------------------------------------
 
-OP_REPLY, OP_QUERY, OP_MSG = 1, 2004, 2013
+OP_REPLY, OP_QUERY, OP_COMPRESSED, OP_MSG = 1, 2004, 2012, 2013
 CHECKSUM_PRESENT, MORE_TO_COME = 1 << 0, 1 << 1
 HEADER = struct.Struct("<iiii")  # messageLength, requestID, responseTo, opCode
 REQUEST_IDS = itertools.count(1)
@@ -698,8 +739,34 @@ def parse_op_query(data):
     return ns.split(".", 1)[0], query, ns
 
 
-def frame(opcode, response_to, payload):
+def frame(opcode, response_to, payload, compressor=None):
+    if compressor:  # answer compressed as asked, as MongoDB does
+        packed = zlib.compress(payload)
+        count_bytes("compressor", len(payload), len(packed))
+        payload = struct.pack("<iiB", opcode, len(payload), compressor) + packed
+        opcode = OP_COMPRESSED
     return HEADER.pack(16 + len(payload), next(REQUEST_IDS), response_to, opcode) + payload
+
+
+def uncompress(data):
+    """OP_COMPRESSED body -> (original opcode, message, compressor id)."""
+    opcode, size, compressor = struct.unpack_from("<iiB", data, 0)
+    name = COMPRESSOR_IDS.get(compressor)
+    if name != "noop" and name not in COMPRESSORS:
+        raise ValueError("compressor id %d was not negotiated" % compressor)
+    message = data[9:] if name == "noop" else zlib.decompress(data[9:])
+    if len(message) != size:
+        raise ValueError("OP_COMPRESSED declares %d bytes, holds %d" % (size, len(message)))
+    if name != "noop":
+        count_bytes("decompressor", len(data) - 9, size)
+    return opcode, message, compressor if name != "noop" else None
+
+
+def count_bytes(direction, size_in, size_out):
+    with STATS_LOCK:
+        stats = COMPRESSION_STATS["zlib"][direction]
+        stats["bytesIn"] = Int64(stats["bytesIn"] + size_in)
+        stats["bytesOut"] = Int64(stats["bytesOut"] + size_out)
 
 
 class Connection(socketserver.BaseRequestHandler):
@@ -717,6 +784,8 @@ class Connection(socketserver.BaseRequestHandler):
         conn = {"id": next(CONNECTION_IDS)}
         CONNECTIONS.add(conn["id"])
         try:
+            if isinstance(self.request, ssl.SSLSocket):
+                self.request.do_handshake()
             while self.serve_one(conn):
                 pass
         except (ConnectionError, OSError):
@@ -732,12 +801,20 @@ class Connection(socketserver.BaseRequestHandler):
         data = self.recv_exact(length - 16)
         if data is None:
             return False
+        compressor = None
+        if opcode == OP_COMPRESSED:
+            try:
+                opcode, data, compressor = uncompress(data)
+            except (ValueError, zlib.error) as exc:
+                print("wire test server: bad OP_COMPRESSED (%s), closing connection" % exc,
+                      file=sys.stderr, flush=True)
+                return False
         if opcode == OP_MSG:
             flags, cmd = parse_op_msg(data)
             reply = run_command(cmd, "test", conn)
             if not flags & MORE_TO_COME:
                 payload = struct.pack("<IB", 0, 0) + bson.encode(reply)
-                self.request.sendall(frame(OP_MSG, request_id, payload))
+                self.request.sendall(frame(OP_MSG, request_id, payload, compressor))
         elif opcode == OP_QUERY:
             db, cmd, ns = parse_op_query(data)
             if ns.endswith(".$cmd"):
@@ -745,7 +822,7 @@ class Connection(socketserver.BaseRequestHandler):
             else:
                 reply, flags = {"$err": "legacy OP_QUERY find is not supported", "code": 352}, 2
             payload = struct.pack("<iqii", flags, 0, 0, 1) + bson.encode(reply)
-            self.request.sendall(frame(OP_REPLY, request_id, payload))
+            self.request.sendall(frame(OP_REPLY, request_id, payload, compressor))
         else:
             print("wire test server: unsupported opcode %d, closing connection" % opcode,
                   file=sys.stderr, flush=True)
@@ -756,6 +833,13 @@ class Connection(socketserver.BaseRequestHandler):
 class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    tls = None  # an ssl.SSLContext with --tls-cert
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        if self.tls is not None:  # the handshake runs in the connection's thread
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
 
 
 def main():
@@ -765,10 +849,22 @@ def main():
     parser.add_argument("--exit-on-stdin-eof", action="store_true",
                         help="exit when stdin is closed (the parent test process died)")
     parser.add_argument("--verbose", action="store_true", help="log every command to stderr")
+    parser.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD",
+                        help="require authentication (SASL PLAIN) as one of these users")
+    parser.add_argument("--tls-cert", help="serve TLS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    parser.add_argument("--tls-ca", help="require a client certificate signed by this CA")
     args = parser.parse_args()
     VERBOSE = args.verbose
+    USERS.update(u.split(":", 1) for u in args.user)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     server = Server(("127.0.0.1", args.port), Connection)
+    if args.tls_cert:
+        server.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.tls.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_ca:
+            server.tls.load_verify_locations(args.tls_ca)
+            server.tls.verify_mode = ssl.CERT_REQUIRED
     if args.exit_on_stdin_eof:
         def watch_stdin():
             while sys.stdin.buffer.read(4096):
