@@ -199,18 +199,37 @@ pub enum Phase2Command {
 /// Arguments of `phase2 validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Minimum questionnaire match rate, in percent.
-    #[arg(long, default_value_t = 95.0)]
+    /// Minimum questionnaire match rate, in percent (0-100).
+    #[arg(long, default_value_t = 95.0, value_parser = parse_percent)]
     pub min_questionnaires: f64,
-    /// Minimum follow-up match rate, in percent.
-    #[arg(long, default_value_t = 95.0)]
+    /// Minimum follow-up match rate, in percent (0-100).
+    #[arg(long, default_value_t = 95.0, value_parser = parse_percent)]
     pub min_followups: f64,
-    /// Minimum plan match rate, in percent.
-    #[arg(long, default_value_t = 90.0)]
+    /// Minimum plan match rate, in percent (0-100).
+    #[arg(long, default_value_t = 90.0, value_parser = parse_percent)]
     pub min_plans: f64,
     /// Where the JSON and Markdown reports are written.
     #[arg(long, env = "EDN_REPORT_DIR", default_value = "./reports")]
     pub report_dir: PathBuf,
+    /// List every warning the migration recorded (user, kind, field path,
+    /// document id; never a value), not only their counts.
+    #[arg(long)]
+    pub warnings: bool,
+}
+
+/// A percentage: a number from 0 to 100.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number: give a percentage such as 95"))?;
+    if (0.0..=100.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{value} is not a percentage: give a number from 0 to 100"
+        ))
+    }
 }
 
 /// Arguments of `phase2 backup`.

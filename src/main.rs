@@ -123,6 +123,7 @@ fn run(cli: Cli) -> CommandResult<Output> {
             let opts = phase2::validate::ValidateOptions {
                 thresholds,
                 report_dir: args.report_dir,
+                list_warnings: args.warnings,
             };
             phase2::validate::validate(store, &config, &opts)
         }

@@ -49,6 +49,10 @@ pub struct Finding {
     pub id: String,
     /// Drawer paths that differ or are missing.
     pub paths: Vec<String>,
+    /// The document's own entry (its `shared_questionnaires`, `followups` or
+    /// `plans` entry) is not in the drawer at all: unless it is in
+    /// quarantine, the document is unaccounted for.
+    pub missing: bool,
 }
 
 impl Finding {
@@ -75,6 +79,15 @@ pub fn compare_user(
         .filter(|(_, d)| !d.get("_id").is_some_and(|id| skip.contains(id)))
         .map(|(kind, doc)| {
             let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
+            let own = match kind {
+                LegacyKind::Submission => ("services.shared_questionnaires", "submission_id"),
+                LegacyKind::Followup => {
+                    ("services.training.questionnaires.followups", "followup_id")
+                }
+                LegacyKind::TrainingPlan => ("services.training.plans", "plan_id"),
+                LegacyKind::NutritionPlan => ("services.nutrition.plans", "plan_id"),
+            };
+            let missing = entry(stored, own.0, own.1, &id).is_none();
             let paths = match kind {
                 LegacyKind::Submission => check_submission(doc, &id, expected, stored),
                 LegacyKind::Followup => check_followup(&id, expected, stored),
@@ -89,9 +102,281 @@ pub fn compare_user(
                 kind: *kind,
                 id: render_id(&id),
                 paths,
+                missing,
             }
         })
         .collect()
+}
+
+/// One step of a path into a drawer: a field, or the entry of a keyed array.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// A document field.
+    Field(String),
+    /// The entry of a keyed array whose key field holds this value.
+    Key(Bson),
+}
+
+/// The field that keys the entries of each array the builder merges.
+const ARRAY_KEYS: [(&str, &str); 6] = [
+    ("services.shared_questionnaires", "submission_id"),
+    ("services.training.questionnaires.followups", "followup_id"),
+    ("services.training.measurements", "measurement_id"),
+    ("services.training.snapshots", "snapshot_id"),
+    ("services.training.plans", "plan_id"),
+    ("services.nutrition.plans", "plan_id"),
+];
+
+/// Renders a path of steps: `services.training.measurements[measure_x].data`.
+pub fn render_path(steps: &[Step]) -> String {
+    let mut out = String::new();
+    for step in steps {
+        match step {
+            Step::Field(f) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(f);
+            }
+            Step::Key(k) => out.push_str(&format!("[{}]", render_id(k))),
+        }
+    }
+    out
+}
+
+/// Where `stored` differs from `want`, field by field and, in the keyed
+/// arrays, entry by entry: paths only, never values.
+pub fn differing_paths(stored: &Document, want: &Document) -> Vec<Vec<Step>> {
+    let mut out = Vec::new();
+    diff_docs(stored, want, &mut Vec::new(), &mut out);
+    out
+}
+
+fn dotted(path: &[Step]) -> String {
+    path.iter()
+        .filter_map(|s| match s {
+            Step::Field(f) => Some(f.as_str()),
+            Step::Key(_) => None,
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn diff_docs(stored: &Document, want: &Document, path: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
+    let keys = want
+        .keys()
+        .chain(stored.keys().filter(|k| !want.contains_key(*k)));
+    for key in keys {
+        path.push(Step::Field(key.clone()));
+        diff_values(stored.get(key), want.get(key), path, out);
+        path.pop();
+    }
+}
+
+fn diff_values(
+    stored: Option<&Bson>,
+    want: Option<&Bson>,
+    path: &mut Vec<Step>,
+    out: &mut Vec<Vec<Step>>,
+) {
+    match (stored, want) {
+        (Some(Bson::Document(a)), Some(Bson::Document(b))) => diff_docs(a, b, path, out),
+        (Some(Bson::Array(a)), Some(Bson::Array(b))) if a != b => {
+            let key = ARRAY_KEYS
+                .iter()
+                .find(|(p, _)| *p == dotted(path))
+                .map(|(_, k)| *k);
+            match key {
+                Some(k) => diff_keyed(a, b, k, path, out),
+                None => out.push(path.clone()),
+            }
+        }
+        (a, b) if a != b => out.push(path.clone()),
+        _ => {}
+    }
+}
+
+fn diff_keyed(
+    stored: &[Bson],
+    want: &[Bson],
+    key: &str,
+    path: &mut Vec<Step>,
+    out: &mut Vec<Vec<Step>>,
+) {
+    let key_of = |e: &Bson| e.as_document().and_then(|d| d.get(key)).cloned();
+    let find =
+        |list: &[Bson], k: &Bson| list.iter().find(|e| key_of(e).as_ref() == Some(k)).cloned();
+    let mut keys: Vec<Bson> = want.iter().filter_map(key_of).collect();
+    for k in stored.iter().filter_map(key_of) {
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    for k in keys {
+        path.push(Step::Key(k.clone()));
+        diff_values(
+            find(stored, &k).as_ref(),
+            find(want, &k).as_ref(),
+            path,
+            out,
+        );
+        path.pop();
+    }
+    let order = |list: &[Bson]| list.iter().filter_map(key_of).collect::<Vec<_>>();
+    if order(stored) != order(want) && !out.iter().any(|p| p.starts_with(path)) {
+        out.push(path.clone());
+    }
+}
+
+/// Where a differing drawer path comes from: one legacy document, or the
+/// user's documents as a whole (flags, status, services, bookkeeping).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Derived from this document (`kind`, `_id` as an id key).
+    Document(LegacyKind, String),
+    /// Derived from all of the user's documents.
+    Drawer,
+}
+
+/// Which legacy document a drawer path is derived from. `docs` are the
+/// user's documents, `drawer` the drawer the builder derives (for the
+/// snapshot → plan link and which submission is `inicial`).
+pub fn source_of(path: &[Step], docs: &[(LegacyKind, &Document)], drawer: &Document) -> Source {
+    let find = |kinds: &[LegacyKind], key: &str| {
+        docs.iter()
+            .find(|(k, d)| kinds.contains(k) && crate::mapping::doc_id_key(d) == key)
+            .map(|(k, _)| Source::Document(*k, key.to_string()))
+            .unwrap_or(Source::Drawer)
+    };
+    let key = path.iter().find_map(|s| match s {
+        Step::Key(k) => Some(crate::mapping::id_key(k)),
+        Step::Field(_) => None,
+    });
+    let field = dotted(path);
+    let subs = [LegacyKind::Submission];
+    let inicial_id = value_at_path(
+        drawer,
+        "services.training.questionnaires.inicial.submission_id",
+    )
+    .map(crate::mapping::id_key);
+    match (field.as_str(), key) {
+        (f, Some(k)) if f.starts_with("services.shared_questionnaires") => {
+            find(&[LegacyKind::Submission, LegacyKind::Followup], &k)
+        }
+        (f, Some(k)) if f.starts_with("services.training.questionnaires.followups") => {
+            find(&[LegacyKind::Followup], &k)
+        }
+        (f, Some(k)) if f.starts_with("services.training.measurements") => {
+            match (
+                k.strip_prefix("measure_migrated_"),
+                k.strip_prefix("measure_followup_"),
+            ) {
+                (Some(id), _) => find(&subs, id),
+                (_, Some(id)) => find(&[LegacyKind::Followup], id),
+                _ => Source::Drawer,
+            }
+        }
+        (f, Some(k)) if f.starts_with("services.training.snapshots") => {
+            let plan = all_snapshots(drawer, &[])
+                .into_iter()
+                .find(|s| s.get("snapshot_id").map(crate::mapping::id_key).as_deref() == Some(&k))
+                .and_then(|s| generated(s, "training_plan_id"))
+                .map(crate::mapping::id_key);
+            match plan {
+                Some(p) => find(&[LegacyKind::TrainingPlan], &p),
+                None => Source::Drawer,
+            }
+        }
+        (f, Some(k)) if f.starts_with("services.training.plans") => {
+            find(&[LegacyKind::TrainingPlan], &k)
+        }
+        (f, Some(k)) if f.starts_with("services.nutrition.plans") => {
+            find(&[LegacyKind::NutritionPlan], &k)
+        }
+        (f, _)
+            if f.starts_with("services.training.questionnaires.inicial")
+                || f == "services.training.enrolled_at"
+                || f == "profile.created_at" =>
+        {
+            inicial_id.map_or(Source::Drawer, |id| find(&subs, &id))
+        }
+        (f, _) if f.starts_with("profile.") => match latest_submission(docs) {
+            Some(id) => find(&subs, &id),
+            None => Source::Drawer,
+        },
+        _ => Source::Drawer,
+    }
+}
+
+/// The id key of the submission the profile comes from: the latest by
+/// `submitted_at`, then `_id` (the builder's order).
+fn latest_submission(docs: &[(LegacyKind, &Document)]) -> Option<String> {
+    docs.iter()
+        .filter(|(k, d)| *k == LegacyKind::Submission && crate::drawer::triage(*k, d).is_ok())
+        .map(|(_, d)| {
+            (
+                crate::mapping::date_millis(d.get("submitted_at")),
+                crate::mapping::doc_id_key(d),
+            )
+        })
+        .max()
+        .map(|(_, id)| id)
+}
+
+/// Entries the migration added to the stored drawer (its
+/// `meta.migration.added`) that no legacy document of the user explains any
+/// more: a misspelled collection, or documents deleted since.
+pub fn unexplained_entries(docs: &[(LegacyKind, &Document)], stored: &Document) -> Vec<String> {
+    let has = |kinds: &[LegacyKind], key: &str| {
+        docs.iter()
+            .any(|(k, d)| kinds.contains(k) && crate::mapping::doc_id_key(d) == key)
+    };
+    let added = match value_at_path(stored, "meta.migration.added") {
+        Some(Bson::Array(items)) => items.as_slice(),
+        _ => &[],
+    };
+    let mut out = Vec::new();
+    for record in added.iter().filter_map(Bson::as_document) {
+        let Ok(array) = record.get_str("path") else {
+            continue;
+        };
+        for key in record.get_array("keys").into_iter().flatten() {
+            let k = crate::mapping::id_key(key);
+            let explained = match array {
+                "services.shared_questionnaires" => {
+                    has(&[LegacyKind::Submission, LegacyKind::Followup], &k)
+                }
+                "services.training.questionnaires.followups" => has(&[LegacyKind::Followup], &k),
+                "services.training.measurements" => {
+                    match (
+                        k.strip_prefix("measure_migrated_"),
+                        k.strip_prefix("measure_followup_"),
+                    ) {
+                        (Some(id), _) => has(&[LegacyKind::Submission], id),
+                        (_, Some(id)) => has(&[LegacyKind::Followup], id),
+                        _ => false,
+                    }
+                }
+                // A snapshot no longer in the drawer was archived by an older version.
+                "services.training.snapshots" => all_snapshots(stored, &[])
+                    .into_iter()
+                    .find(|s| s.get("snapshot_id") == Some(key))
+                    .map(|s| generated(s, "training_plan_id"))
+                    .is_none_or(|p| {
+                        p.is_some_and(|p| {
+                            has(&[LegacyKind::TrainingPlan], &crate::mapping::id_key(p))
+                        })
+                    }),
+                "services.training.plans" => has(&[LegacyKind::TrainingPlan], &k),
+                "services.nutrition.plans" => has(&[LegacyKind::NutritionPlan], &k),
+                _ => true,
+            };
+            if !explained {
+                out.push(format!("{array}[{}]", render_id(key)));
+            }
+        }
+    }
+    out
 }
 
 fn check_submission(

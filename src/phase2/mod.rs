@@ -163,7 +163,12 @@ fn finish(
     match outcome {
         Ok(result) => {
             run.record_mut().tally = result.tally.clone();
-            let record = run.finish("succeeded", None)?;
+            // `phase2 validate` rebuilds with the options this run built with.
+            let options = bson::doc! {
+                "pairing_window_ms": opts.pairing_window_ms,
+                "max_drawer_bytes": i64::try_from(opts.max_drawer_bytes).unwrap_or(i64::MAX),
+            };
+            let record = run.finish("succeeded", Some(options))?;
             Ok(render(
                 config,
                 opts,

@@ -1,26 +1,40 @@
 //! `phase2 validate`: for 100 % of users, rebuild the drawer from the legacy
-//! documents, compare it entry by entry with the stored one, run the
-//! validator on every drawer, and account for every legacy document (in its
-//! drawer, or in quarantine). Reports name ids and field paths, never values.
+//! documents, compare it entry by entry with the stored one, check that a
+//! migration run would not change it (every part derived from legacy data),
+//! run the validator on every drawer that exists, and account for every
+//! legacy document (in its drawer, or in quarantine). Reports name ids and
+//! field paths, never values.
+//!
+//! Nothing here can pass over nothing: no legacy document to validate, a
+//! document neither in its drawer nor in quarantine, a drawer or a migrated
+//! entry that no legacy document explains, a stored document over MongoDB's
+//! 16 MiB limit: each fails the validation (exit 3).
 
-use super::compare::{compare_user, render_id, Family, Finding};
+use super::compare::{
+    compare_user, differing_paths, render_id, render_path, source_of, unexplained_entries, Family,
+    Finding, Source as Origin, Step,
+};
 use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, LegacyKind, LegacyUser};
 use crate::engine::merge::{Group, PerUser, Source};
 use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
+use crate::run::record::all_runs;
 use crate::run::{Run, RunSpec};
-use crate::store::{value_at_path, Store};
+use crate::store::{sort_key, value_at_path, DocStream, Scan, Store};
 use bson::{Bson, Document};
 use chrono::Utc;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::iter::Peekable;
+use std::path::{Path, PathBuf};
 
 /// Failures listed per family in the report (all are counted).
 const LISTED: usize = 200;
-/// Users per read batch.
+/// Users whose quarantine records are looked up in one read.
 const BATCH: usize = 500;
+/// MongoDB refuses a document larger than this (16 MiB).
+pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Minimum match rates, from the plan (section 6): questionnaires and
 /// follow-ups 95 %, plans 90 %.
@@ -51,6 +65,8 @@ pub struct ValidateOptions {
     pub thresholds: Thresholds,
     /// Where the JSON and Markdown reports go.
     pub report_dir: PathBuf,
+    /// Print every per-document warning (`--warnings`), not only their counts.
+    pub list_warnings: bool,
 }
 
 /// Counts of one family.
@@ -66,10 +82,33 @@ struct Rate {
 struct Findings {
     rates: BTreeMap<Family, Rate>,
     legacy_documents: u64,
+    in_drawers: u64,
     quarantined: u64,
-    unaccounted: Vec<Value>,
+    unaccounted_listed: Vec<Value>,
     drawers_checked: u64,
-    drawers_invalid: Vec<Value>,
+    drawers_invalid: u64,
+    drawers_invalid_listed: Vec<Value>,
+    unexplained_drawers: u64,
+    unexplained_listed: Vec<Value>,
+    warnings: Vec<Value>,
+}
+
+impl Findings {
+    fn unaccounted(&self) -> u64 {
+        self.legacy_documents
+            .saturating_sub(self.in_drawers + self.quarantined)
+    }
+
+    fn invalid(&mut self, drawer_id: &str, errors: Vec<String>) {
+        if errors.is_empty() {
+            return;
+        }
+        self.drawers_invalid += 1;
+        if self.drawers_invalid_listed.len() < LISTED {
+            self.drawers_invalid_listed
+                .push(json!({ "drawer_id": drawer_id, "errors": errors }));
+        }
+    }
 }
 
 /// The top-level entry point for `phase2 validate`.
@@ -81,38 +120,114 @@ pub fn validate(
     // Under the lock: a validation that reads while a migration writes would
     // report a half-written state and make it the "last validation".
     let run = Run::start(store, config, RunSpec::locked("phase2 validate", "all"))?;
-    match check_all(store, config, opts, run.started()) {
-        Ok((passed, output)) => {
-            run.finish(
-                if passed { "passed" } else { "failed" },
-                Some(summary(&output.json, passed)),
-            )?;
-            if passed {
-                Ok(output)
-            } else {
-                Err(CommandError::Failed {
-                    output: Box::new(output),
-                    message: "phase 2 validation failed: fix the failures listed in the report (ids and paths), re-run `edn-migrate phase2 migrate all`, then validate again".into(),
-                })
-            }
-        }
+    let now = run.started();
+    let checked = check_all(store, config, opts);
+    let (findings, passed) = match checked {
+        Ok(done) => done,
         Err(e) => {
             run.fail(&e);
-            Err(e)
+            return Err(e);
+        }
+    };
+    let report = report_json(store, config, &findings, &opts.thresholds, passed, now);
+    // The verdict is recorded before any report is written, so a store that
+    // refuses the record leaves no report claiming a result.
+    let run_id = run.id().to_string();
+    run.finish(
+        if passed { "passed" } else { "failed" },
+        Some(summary(&report, passed)),
+    )?;
+    let paths = write_reports(&opts.report_dir, &report, now, &run_id)?;
+    let text = render_text(&findings, &opts.thresholds, passed, &paths, opts);
+    let mut json = report;
+    if !opts.list_warnings {
+        json["warnings"].as_object_mut().map(|w| w.remove("listed"));
+    }
+    let output = Output { text, json };
+    if passed {
+        return Ok(output);
+    }
+    let message = if findings.legacy_documents == 0 {
+        format!(
+            "nothing to validate: {} holds no document in {}: check --legacy-db and the collection names (`edn-migrate status` shows what the store holds)",
+            config.legacy_db,
+            config.per_user_collections().join(", ")
+        )
+    } else {
+        "phase 2 validation failed: fix the failures listed in the report (ids and paths), re-run `edn-migrate phase2 migrate all`, then validate again".to_string()
+    };
+    Err(CommandError::Failed {
+        output: Box::new(output),
+        message,
+    })
+}
+
+/// The build options of the last successful migration (pairing window, size
+/// limit), so the rebuild here derives what that run derived.
+fn build_options(store: &dyn Store, config: &Config) -> CommandResult<BuildOptions> {
+    let mut opts = BuildOptions::new(bson::DateTime::from_millis(0), "validate");
+    let last = all_runs(store, config)?
+        .into_iter()
+        .rfind(|r| r.command.starts_with("phase2 migrate") && r.outcome == "succeeded");
+    if let Some(summary) = last.and_then(|r| r.summary) {
+        if let Ok(ms) = summary.get_i64("pairing_window_ms") {
+            opts.pairing_window_ms = ms;
+        }
+        if let Ok(bytes) = summary.get_i64("max_drawer_bytes") {
+            opts.max_drawer_bytes = usize::try_from(bytes).unwrap_or(opts.max_drawer_bytes);
+        }
+    }
+    Ok(opts)
+}
+
+/// The stored drawers in `_id` order, walked alongside the users (in
+/// `user_id` order, the same order: `client_<user_id>`), so every drawer is
+/// read once and a drawer no user claims is found on the way.
+struct Drawers<'a> {
+    stream: Peekable<DocStream<'a>>,
+}
+
+impl Drawers<'_> {
+    /// The drawer of `user_id`, if stored; drawers before it belong to no
+    /// user and go to `orphan`.
+    fn claim(
+        &mut self,
+        user_id: Option<&str>,
+        orphan: &mut dyn FnMut(Document) -> CommandResult<()>,
+    ) -> CommandResult<Option<Document>> {
+        let Some(uid) = user_id else {
+            return Ok(None);
+        };
+        let want = sort_key(Some(&Bson::from(drawer::drawer_id(uid))));
+        loop {
+            let order = match self.stream.peek() {
+                None => return Ok(None),
+                Some(Ok(d)) => sort_key(d.get("_id")).cmp(&want),
+                Some(Err(_)) => std::cmp::Ordering::Less,
+            };
+            if order == std::cmp::Ordering::Greater {
+                return Ok(None);
+            }
+            match self.stream.next() {
+                Some(Ok(d)) if order == std::cmp::Ordering::Equal => return Ok(Some(d)),
+                Some(Ok(d)) => orphan(d)?,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(None),
+            }
         }
     }
 }
 
-/// Reads everything, writes the reports, and says whether it passed.
+/// Reads everything and says whether it passed.
 fn check_all(
     store: &dyn Store,
     config: &Config,
     opts: &ValidateOptions,
-    now: chrono::DateTime<Utc>,
-) -> CommandResult<(bool, Output)> {
-    let mut findings = Findings::default();
+) -> CommandResult<(Findings, bool)> {
+    let build = build_options(store, config)?;
+    let mut f = Findings::default();
     for family in [Family::Questionnaires, Family::Followups, Family::Plans] {
-        findings.rates.insert(family, Rate::default());
+        f.rates.insert(family, Rate::default());
     }
     let sources = [
         config.legacy(&config.submissions),
@@ -120,84 +235,226 @@ fn check_all(
         config.legacy(&config.training_plans),
         config.legacy(&config.nutrition_plans),
     ];
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut drawers = Drawers {
+        stream: store
+            .scan(&config.drawers_ns(), &Scan::by_id(200))?
+            .peekable(),
+    };
+    let mut wanted = Vec::new();
+    let mut users = 0;
     for group in PerUser::open(store, sources.each_ref(), 1000, None)? {
-        batch.push(group?);
-        if batch.len() == BATCH {
-            check_batch(store, config, &std::mem::take(&mut batch), &mut findings)?;
+        let group = group?;
+        let uid = group.user_id.as_str().filter(|u| !u.trim().is_empty());
+        let stored = drawers.claim(uid, &mut |d| orphan(store, config, &mut f, &d))?;
+        check_user(
+            store,
+            config,
+            &build,
+            &group,
+            stored.as_ref(),
+            &mut wanted,
+            &mut f,
+        )?;
+        users += 1;
+        if users % BATCH == 0 {
+            account_quarantine(store, config, std::mem::take(&mut wanted), &mut f)?;
         }
     }
-    check_batch(store, config, &batch, &mut findings)?;
-    let passed = verdict(&findings, &opts.thresholds);
-    let report = report_json(store, &findings, &opts.thresholds, passed, now);
-    let paths = write_reports(&opts.report_dir, &report, now)?;
-    let text = render_text(&findings, &opts.thresholds, passed, &paths);
-    Ok((passed, Output { text, json: report }))
+    account_quarantine(store, config, wanted, &mut f)?;
+    for d in drawers.stream {
+        orphan(store, config, &mut f, &d?)?;
+    }
+    let passed = verdict(&f, &opts.thresholds);
+    Ok((f, passed))
 }
 
 fn verdict(f: &Findings, thresholds: &Thresholds) -> bool {
     let rates_ok = f
         .rates
         .iter()
-        .all(|(family, r)| rate(r) >= thresholds.of(*family));
-    rates_ok && f.drawers_invalid.is_empty()
+        .all(|(family, r)| rate(r).is_none_or(|x| x >= thresholds.of(*family)));
+    f.legacy_documents > 0
+        && rates_ok
+        && f.unaccounted() == 0
+        && f.drawers_invalid == 0
+        && f.unexplained_drawers == 0
 }
 
-fn rate(r: &Rate) -> f64 {
-    if r.documents == 0 {
-        1.0
-    } else {
-        r.matched as f64 / r.documents as f64
-    }
+/// The match rate of a family; `None` when it has no document (0 of 0 is not 100 %).
+fn rate(r: &Rate) -> Option<f64> {
+    (r.documents > 0).then(|| r.matched as f64 / r.documents as f64)
 }
 
-fn check_batch(
+/// Everything about one user: their documents against their drawer.
+fn check_user(
     store: &dyn Store,
     config: &Config,
-    groups: &[Group],
+    build: &BuildOptions,
+    group: &Group,
+    stored: Option<&Document>,
+    wanted: &mut Vec<(LegacyKind, String, String)>,
     f: &mut Findings,
 ) -> CommandResult<()> {
-    let mut quarantine_ids = Vec::new();
-    let mut users = Vec::new();
-    for group in groups {
-        let (user, bad) = split(config, group);
-        f.legacy_documents += group.len() as u64;
-        quarantine_ids.extend(bad);
-        if let Some(user) = user {
-            users.push(user);
-        }
-    }
-    let ids: Vec<Bson> = users
+    let (user, bad) = split(config, group);
+    f.legacy_documents += group.len() as u64;
+    wanted.extend(bad);
+    let all: Vec<(LegacyKind, &Document)> = Source::ALL
         .iter()
-        .map(|u| Bson::from(drawer::drawer_id(&u.user_id)))
+        .flat_map(|s| group.of(*s).iter().map(move |d| (s.kind(), d)))
         .collect();
-    let stored: HashMap<String, Document> = store
-        .get_many(&config.drawers_ns(), &ids)?
+    let Some(user) = user else {
+        if let Some(d) = stored {
+            let unexplained = unexplained_entries(&all, d);
+            check_drawer(store, config, f, d, unexplained)?;
+        }
+        return Ok(());
+    };
+    let built = drawer::build(&user, None, build);
+    let skip: Vec<Bson> = built.quarantine.iter().map(|q| q.id.clone()).collect();
+    for q in &built.quarantine {
+        wanted.push((
+            q.kind,
+            config.quarantine_id(q.kind, &q.id),
+            render_id(&q.id),
+        ));
+    }
+    let archived = archived_of(store, config, stored)?;
+    let refs: Vec<(LegacyKind, &Document)> = user.documents().collect();
+    let mut findings = compare_user(&refs, &built.drawer, stored, &archived, &skip);
+    if let Some(d) = stored {
+        let mut errors = Vec::new();
+        for (path, origin) in derived_differences(&user, d, build) {
+            let finding = match &origin {
+                Origin::Document(kind, key) => findings
+                    .iter_mut()
+                    .find(|x| x.kind == *kind && id_matches(&refs, *kind, key, &x.id)),
+                Origin::Drawer => None,
+            };
+            match finding {
+                Some(finding) if !finding.paths.contains(&path) => finding.paths.push(path),
+                Some(_) => {}
+                None => errors.push(format!("{path}: not what the legacy documents give")),
+            }
+        }
+        for entry in unexplained_entries(&all, d) {
+            errors.push(format!("{entry}: no legacy document explains it"));
+        }
+        check_drawer(store, config, f, d, errors)?;
+    }
+    for finding in findings {
+        tally(f, &user.user_id, finding);
+    }
+    Ok(())
+}
+
+/// Whether a finding's rendered id is the document with this id key.
+fn id_matches(
+    refs: &[(LegacyKind, &Document)],
+    kind: LegacyKind,
+    key: &str,
+    rendered: &str,
+) -> bool {
+    refs.iter().any(|(k, d)| {
+        *k == kind
+            && crate::mapping::doc_id_key(d) == key
+            && d.get("_id").map(render_id).as_deref() == Some(rendered)
+    })
+}
+
+/// Paths where a migration run would change the stored drawer (the parts
+/// derived from legacy data that are not as derived), each with the legacy
+/// document it comes from. Bookkeeping a run rewrites anyway (its run id,
+/// clock, `updated_at`) is left out.
+fn derived_differences(
+    user: &LegacyUser,
+    stored: &Document,
+    build: &BuildOptions,
+) -> Vec<(String, Origin)> {
+    let rebuilt = drawer::build(user, Some(stored), build);
+    if !rebuilt.changed {
+        return Vec::new();
+    }
+    let refs: Vec<(LegacyKind, &Document)> = user.documents().collect();
+    let bookkeeping = [
+        "meta.updated_at",
+        "meta.migration.run_id",
+        "meta.migration.migrated_at",
+        "meta.migration.set",
+    ];
+    let paths: Vec<Vec<Step>> = differing_paths(stored, &rebuilt.drawer)
         .into_iter()
-        .filter_map(|d| Some((d.get_str("_id").ok()?.to_string(), d)))
+        .filter(|p| !bookkeeping.contains(&render_path(p).as_str()))
         .collect();
-    let opts = BuildOptions::new(bson::DateTime::from_millis(0), "validate");
-    for user in &users {
-        let built = drawer::build(user, None, &opts);
-        let skip: Vec<Bson> = built.quarantine.iter().map(|q| q.id.clone()).collect();
-        for q in &built.quarantine {
-            quarantine_ids.push((
-                q.kind,
-                config.quarantine_id(q.kind, &q.id),
-                render_id(&q.id),
+    if paths.is_empty() {
+        return vec![("(field order)".into(), Origin::Drawer)];
+    }
+    paths
+        .into_iter()
+        .map(|p| {
+            let origin = source_of(&p, &refs, &rebuilt.drawer);
+            (render_path(&p), origin)
+        })
+        .collect()
+}
+
+/// A drawer no legacy document explains: checked like any other, and listed.
+fn orphan(store: &dyn Store, config: &Config, f: &mut Findings, d: &Document) -> CommandResult<()> {
+    f.unexplained_drawers += 1;
+    if f.unexplained_listed.len() < LISTED {
+        f.unexplained_listed.push(json!({
+            "drawer_id": d.get("_id").map(render_id).unwrap_or_default(),
+            "user_id": d.get("user_id").map(render_id).unwrap_or_default(),
+        }));
+    }
+    check_drawer(store, config, f, d, Vec::new())
+}
+
+/// The validator and the size limit on one stored drawer (and its archived
+/// snapshots), plus the `errors` the caller found; its warnings go to the
+/// listing.
+fn check_drawer(
+    store: &dyn Store,
+    config: &Config,
+    f: &mut Findings,
+    d: &Document,
+    mut errors: Vec<String>,
+) -> CommandResult<()> {
+    f.drawers_checked += 1;
+    let drawer_id = d.get("_id").map(render_id).unwrap_or_default();
+    let archived = archived_of(store, config, Some(d))?;
+    let ids: Vec<String> = archived
+        .iter()
+        .filter_map(|a| a.get_str("snapshot_id").ok().map(str::to_string))
+        .collect();
+    errors.extend(drawer::validate(d, &ids).iter().map(ToString::to_string));
+    for doc in std::iter::once(d).chain(&archived) {
+        let bytes = bson::to_vec(doc).map(|b| b.len()).unwrap_or(usize::MAX);
+        if bytes > MAX_DOCUMENT_BYTES {
+            errors.push(format!(
+                "{}: {bytes} bytes, over MongoDB's 16 MiB ({MAX_DOCUMENT_BYTES} bytes) document limit",
+                doc.get("_id").map(render_id).unwrap_or_default()
             ));
         }
-        let drawer = stored.get(&drawer::drawer_id(&user.user_id));
-        let archived = archived_of(store, config, drawer)?;
-        let refs: Vec<(LegacyKind, &Document)> = user.documents().collect();
-        for finding in compare_user(&refs, &built.drawer, drawer, &archived, &skip) {
-            tally(f, &user.user_id, finding);
-        }
-        if let Some(d) = drawer {
-            check_drawer(f, d, &archived);
+    }
+    f.invalid(&drawer_id, errors);
+    collect_warnings(f, d);
+    Ok(())
+}
+
+/// The per-document warnings the migration recorded in the drawer: user,
+/// kind, field path and document id, never a value.
+fn collect_warnings(f: &mut Findings, d: &Document) {
+    let user_id = d.get("user_id").map(render_id).unwrap_or_default();
+    if let Some(Bson::Array(list)) = value_at_path(d, "meta.migration.warnings") {
+        for w in list.iter().filter_map(Bson::as_document) {
+            f.warnings.push(json!({
+                "user_id": user_id,
+                "kind": w.get_str("kind").unwrap_or_default(),
+                "field": w.get_str("field").unwrap_or_default(),
+                "document": w.get_str("source_id").unwrap_or_default(),
+            }));
         }
     }
-    account_quarantine(store, config, quarantine_ids, f)
 }
 
 /// A user's documents that pass triage (`None` when none do or there is no
@@ -236,7 +493,7 @@ fn archived_of(
     };
     let drawer_id = d.get_str("_id").unwrap_or_default();
     let ids: Vec<Bson> = match value_at_path(d, "meta.migration.archived_snapshot_ids") {
-        Some(Bson::Array(ids)) => ids
+        Some(Bson::Array(ids)) if !ids.is_empty() => ids
             .iter()
             .filter_map(Bson::as_str)
             .map(|s| Bson::from(format!("{drawer_id}:{s}")))
@@ -249,7 +506,10 @@ fn archived_of(
 fn tally(f: &mut Findings, user_id: &str, finding: Finding) {
     let r = f.rates.entry(Family::of(finding.kind)).or_default();
     r.documents += 1;
-    if finding.matches() {
+    if !finding.missing {
+        f.in_drawers += 1;
+    }
+    if finding.matches() && !finding.missing {
         r.matched += 1;
         return;
     }
@@ -257,23 +517,8 @@ fn tally(f: &mut Findings, user_id: &str, finding: Finding) {
     if r.failures.len() < LISTED {
         r.failures.push(failure.clone());
     }
-    if f.unaccounted.len() < LISTED {
-        f.unaccounted.push(failure);
-    }
-}
-
-fn check_drawer(f: &mut Findings, drawer: &Document, archived: &[Document]) {
-    f.drawers_checked += 1;
-    let ids: Vec<String> = archived
-        .iter()
-        .filter_map(|a| a.get_str("snapshot_id").ok().map(str::to_string))
-        .collect();
-    let errors = drawer::validate(drawer, &ids);
-    if !errors.is_empty() && f.drawers_invalid.len() < LISTED {
-        f.drawers_invalid.push(json!({
-            "drawer_id": drawer.get_str("_id").unwrap_or_default(),
-            "errors": errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
-        }));
+    if finding.missing && f.unaccounted_listed.len() < LISTED {
+        f.unaccounted_listed.push(failure);
     }
 }
 
@@ -284,6 +529,9 @@ fn account_quarantine(
     wanted: Vec<(LegacyKind, String, String)>,
     f: &mut Findings,
 ) -> CommandResult<()> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
     let ids: Vec<Bson> = wanted
         .iter()
         .map(|(_, key, _)| Bson::from(key.as_str()))
@@ -296,10 +544,9 @@ fn account_quarantine(
     for (kind, key, id) in wanted {
         if found.contains(&key) {
             f.quarantined += 1;
-        } else if f.unaccounted.len() < LISTED {
-            f.unaccounted.push(
-                json!({ "collection": kind.as_str(), "id": id, "paths": ["migration_quarantine"] }),
-            );
+        } else if f.unaccounted_listed.len() < LISTED {
+            f.unaccounted_listed
+                .push(json!({ "collection": kind.as_str(), "id": id, "paths": [own::QUARANTINE] }));
         }
     }
     Ok(())
@@ -307,6 +554,7 @@ fn account_quarantine(
 
 fn report_json(
     store: &dyn Store,
+    config: &Config,
     f: &Findings,
     t: &Thresholds,
     passed: bool,
@@ -319,43 +567,89 @@ fn report_json(
             let name = serde_json::to_value(family).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             (name, json!({
                 "documents": r.documents, "matched": r.matched, "rate": rate(r),
-                "threshold": t.of(*family), "passed": rate(r) >= t.of(*family), "failures": r.failures,
+                "threshold": t.of(*family), "passed": rate(r).is_none_or(|x| x >= t.of(*family)), "failures": r.failures,
             }))
         })
         .collect();
-    let in_drawers: u64 = f.rates.values().map(|r| r.matched).sum();
+    let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
+    for w in &f.warnings {
+        *by_kind
+            .entry(w["kind"].as_str().unwrap_or_default().to_string())
+            .or_default() += 1;
+    }
     json!({
-        "generated_at": now.to_rfc3339(),
+        "generated_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "store": store.describe(),
+        "legacy_db": config.legacy_db,
+        "drawer_db": config.drawer_db,
         "passed": passed,
         "rates": families,
         "accounting": {
             "legacy_documents": f.legacy_documents,
-            "in_drawers": in_drawers,
+            "in_drawers": f.in_drawers,
             "quarantined": f.quarantined,
-            "unaccounted": f.legacy_documents - in_drawers - f.quarantined,
-            "unaccounted_listed": f.unaccounted,
+            "unaccounted": f.unaccounted(),
+            "unaccounted_listed": f.unaccounted_listed,
         },
-        "drawers": { "checked": f.drawers_checked, "invalid": f.drawers_invalid.len(), "invalid_listed": f.drawers_invalid },
+        "drawers": {
+            "checked": f.drawers_checked,
+            "invalid": f.drawers_invalid,
+            "invalid_listed": f.drawers_invalid_listed,
+            "unexplained": f.unexplained_drawers,
+            "unexplained_listed": f.unexplained_listed,
+        },
+        "warnings": { "count": f.warnings.len(), "by_kind": by_kind, "listed": f.warnings },
     })
 }
 
+/// Writes `validate-<time>-<run>.json` and `.md`; never replaces a file, so
+/// two validations in the same second keep both reports.
 fn write_reports(
-    dir: &std::path::Path,
+    dir: &Path,
     report: &Value,
     now: chrono::DateTime<Utc>,
+    run_id: &str,
 ) -> CommandResult<(PathBuf, PathBuf)> {
     crate::private::create_dir_all(dir)
         .map_err(CommandError::io(format!("creating {}", dir.display())))?;
-    let stem = format!("validate-{}", now.format("%Y%m%dT%H%M%SZ"));
+    let run = run_id.rsplit('-').next().unwrap_or(run_id);
+    let stem = format!("validate-{}-{run}", now.format("%Y%m%dT%H%M%SZ"));
     let json_path = dir.join(format!("{stem}.json"));
     let md_path = dir.join(format!("{stem}.md"));
     let pretty = serde_json::to_string_pretty(report).unwrap_or_else(|_| report.to_string());
-    crate::private::write(&json_path, pretty)
-        .map_err(CommandError::io(format!("writing {}", json_path.display())))?;
-    crate::private::write(&md_path, markdown(report))
-        .map_err(CommandError::io(format!("writing {}", md_path.display())))?;
+    write_new(&json_path, pretty.as_bytes())?;
+    write_new(&md_path, markdown(report).as_bytes())?;
     Ok((json_path, md_path))
+}
+
+/// Creates an owner-only file that must not exist yet.
+fn write_new(path: &Path, bytes: &[u8]) -> CommandResult<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(crate::private::FILE_MODE);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(CommandError::io(format!("creating {}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let owner_only = std::fs::Permissions::from_mode(crate::private::FILE_MODE);
+        file.set_permissions(owner_only)
+            .map_err(CommandError::io(format!("creating {}", path.display())))?;
+    }
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(CommandError::io(format!("writing {}", path.display())))
+}
+
+fn percent(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "n/a".to_string(), |x| format!("{:.1} %", x * 100.0))
 }
 
 fn markdown(report: &Value) -> String {
@@ -368,11 +662,11 @@ fn markdown(report: &Value) -> String {
     if let Some(rates) = report["rates"].as_object() {
         for (name, r) in rates {
             md.push_str(&format!(
-                "| {name} | {} | {} | {:.1} % | {:.1} % | {} |\n",
+                "| {name} | {} | {} | {} | {} | {} |\n",
                 r["documents"],
                 r["matched"],
-                r["rate"].as_f64().unwrap_or(0.0) * 100.0,
-                r["threshold"].as_f64().unwrap_or(0.0) * 100.0,
+                percent(&r["rate"]),
+                percent(&r["threshold"]),
                 if r["passed"] == true {
                     "ok"
                 } else {
@@ -382,17 +676,15 @@ fn markdown(report: &Value) -> String {
         }
     }
     let a = &report["accounting"];
+    let d = &report["drawers"];
     md.push_str(&format!(
-        "\n## Accounting\n\n{} legacy documents: {} in drawers as expected, {} in quarantine, {} unaccounted.\n\n## Drawers\n\n{} checked by the validator, {} invalid.\n",
-        a["legacy_documents"], a["in_drawers"], a["quarantined"], a["unaccounted"], report["drawers"]["checked"], report["drawers"]["invalid"]
+        "\n## Accounting\n\n{} legacy documents: {} in drawers, {} in quarantine, {} unaccounted.\n\n## Drawers\n\n{} checked, {} invalid, {} that no legacy document explains.\n",
+        a["legacy_documents"], a["in_drawers"], a["quarantined"], a["unaccounted"],
+        d["checked"], d["invalid"], d["unexplained"]
     ));
-    let listed = a["unaccounted_listed"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    if !listed.is_empty() {
-        md.push_str("\n## Documents not as expected (ids and paths only)\n\n| collection | id | paths |\n|---|---|---|\n");
-        for item in listed {
+    let rows = |items: &Value| -> String {
+        let mut out = String::new();
+        for item in items.as_array().into_iter().flatten() {
             let paths: Vec<String> = item["paths"]
                 .as_array()
                 .map(|p| {
@@ -401,13 +693,55 @@ fn markdown(report: &Value) -> String {
                         .collect()
                 })
                 .unwrap_or_default();
-            md.push_str(&format!(
+            out.push_str(&format!(
                 "| {} | {} | {} |\n",
                 item["collection"].as_str().unwrap_or(""),
                 item["id"].as_str().unwrap_or(""),
                 paths.join(", ")
             ));
         }
+        out
+    };
+    let mut failures = String::new();
+    for r in report["rates"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+    {
+        failures.push_str(&rows(&r["failures"]));
+    }
+    failures.push_str(&rows(&a["unaccounted_listed"]));
+    if !failures.is_empty() {
+        md.push_str("\n## Documents not as expected (ids and paths only)\n\n| collection | id | paths |\n|---|---|---|\n");
+        md.push_str(&failures);
+    }
+    for item in d["invalid_listed"].as_array().into_iter().flatten() {
+        md.push_str(&format!(
+            "\n- invalid drawer {}: {}\n",
+            item["drawer_id"].as_str().unwrap_or(""),
+            item["errors"]
+        ));
+    }
+    for item in d["unexplained_listed"].as_array().into_iter().flatten() {
+        md.push_str(&format!(
+            "\n- drawer {} (user {}): no legacy document explains it\n",
+            item["drawer_id"].as_str().unwrap_or(""),
+            item["user_id"].as_str().unwrap_or("")
+        ));
+    }
+    let w = &report["warnings"];
+    md.push_str(&format!(
+        "\n## Warnings recorded by the migration\n\n{} in all (ids and field paths only).\n\n| user | kind | field | document |\n|---|---|---|---|\n",
+        w["count"]
+    ));
+    for item in w["listed"].as_array().into_iter().flatten() {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            item["user_id"].as_str().unwrap_or(""),
+            item["kind"].as_str().unwrap_or(""),
+            item["field"].as_str().unwrap_or(""),
+            item["document"].as_str().unwrap_or(""),
+        ));
     }
     md
 }
@@ -417,13 +751,21 @@ fn summary(report: &Value, passed: bool) -> Document {
     bson::to_document(&json!({
         "passed": passed,
         "rates": report["rates"].as_object().map(|r| r.iter().map(|(k, v)| (k.clone(), v["rate"].clone())).collect::<serde_json::Map<_, _>>()),
+        "legacy_documents": report["accounting"]["legacy_documents"],
         "unaccounted": report["accounting"]["unaccounted"],
         "drawers_invalid": report["drawers"]["invalid"],
+        "drawers_unexplained": report["drawers"]["unexplained"],
     }))
     .unwrap_or_default()
 }
 
-fn render_text(f: &Findings, t: &Thresholds, passed: bool, paths: &(PathBuf, PathBuf)) -> String {
+fn render_text(
+    f: &Findings,
+    t: &Thresholds,
+    passed: bool,
+    paths: &(PathBuf, PathBuf),
+    opts: &ValidateOptions,
+) -> String {
     let mut rows = vec![vec![
         "type".to_string(),
         "documents".into(),
@@ -442,30 +784,35 @@ fn render_text(f: &Findings, t: &Thresholds, passed: bool, paths: &(PathBuf, Pat
             name.into(),
             r.documents.to_string(),
             r.matched.to_string(),
-            format!("{:.1} %", rate(r) * 100.0),
+            rate(r).map_or_else(|| "n/a".to_string(), |x| format!("{:.1} %", x * 100.0)),
             format!("{:.1} %", t.of(*family) * 100.0),
-            if rate(r) >= t.of(*family) {
-                "ok".into()
-            } else {
-                "BELOW".into()
+            match rate(r) {
+                None => "nothing to compare".into(),
+                Some(x) if x >= t.of(*family) => "ok".into(),
+                Some(_) => "BELOW".into(),
             },
         ]);
     }
-    let in_drawers: u64 = f.rates.values().map(|r| r.matched).sum();
     let mut text = format!(
         "phase2 validate: {}\n{}",
         if passed { "passed" } else { "FAILED" },
         table(&rows)
     );
     text.push_str(&format!(
-        "  {} legacy documents: {in_drawers} in drawers as expected, {} in quarantine, {} unaccounted\n  {} drawers checked, {} invalid\n",
+        "  {} legacy documents: {} in drawers, {} in quarantine, {} unaccounted\n  {} drawers checked, {} invalid, {} that no legacy document explains\n",
         f.legacy_documents,
+        f.in_drawers,
         f.quarantined,
-        f.legacy_documents - in_drawers - f.quarantined,
+        f.unaccounted(),
         f.drawers_checked,
-        f.drawers_invalid.len()
+        f.drawers_invalid,
+        f.unexplained_drawers,
     ));
-    for item in f.unaccounted.iter().take(10) {
+    if f.legacy_documents == 0 {
+        text.push_str("  nothing to validate: no legacy document was found\n");
+    }
+    let failures = f.rates.values().flat_map(|r| &r.failures);
+    for item in failures.chain(&f.unaccounted_listed).take(10) {
         text.push_str(&format!(
             "  not as expected: {} {}: {}\n",
             item["collection"].as_str().unwrap_or(""),
@@ -473,17 +820,98 @@ fn render_text(f: &Findings, t: &Thresholds, passed: bool, paths: &(PathBuf, Pat
             item["paths"]
         ));
     }
-    for item in f.drawers_invalid.iter().take(10) {
+    for item in f.drawers_invalid_listed.iter().take(10) {
         text.push_str(&format!(
             "  invalid drawer {}: {}\n",
             item["drawer_id"].as_str().unwrap_or(""),
             item["errors"]
         ));
     }
+    for item in f.unexplained_listed.iter().take(10) {
+        text.push_str(&format!(
+            "  drawer {} (user {}): no legacy document explains it\n",
+            item["drawer_id"].as_str().unwrap_or(""),
+            item["user_id"].as_str().unwrap_or("")
+        ));
+    }
+    text.push_str(&warnings_text(&f.warnings, opts.list_warnings));
     text.push_str(&format!(
         "  report: {} and {}\n",
         paths.0.display(),
         paths.1.display()
     ));
     text
+}
+
+/// Counts by kind, or with `--warnings` one line per warning.
+fn warnings_text(warnings: &[Value], list: bool) -> String {
+    if warnings.is_empty() {
+        return "  no warnings recorded by the migration\n".into();
+    }
+    if !list {
+        let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
+        for w in warnings {
+            *by_kind
+                .entry(w["kind"].as_str().unwrap_or_default())
+                .or_default() += 1;
+        }
+        let counts: Vec<String> = by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        return format!(
+            "  {} warnings recorded by the migration ({}): `edn-migrate phase2 validate --warnings` lists each\n",
+            warnings.len(),
+            counts.join(", ")
+        );
+    }
+    let mut rows = vec![vec![
+        "user".to_string(),
+        "kind".into(),
+        "field".into(),
+        "document".into(),
+    ]];
+    for w in warnings {
+        rows.push(
+            ["user_id", "kind", "field", "document"]
+                .iter()
+                .map(|k| w[*k].as_str().unwrap_or_default().to_string())
+                .collect(),
+        );
+    }
+    format!(
+        "  {} warnings recorded by the migration:\n{}",
+        warnings.len(),
+        table(&rows)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_validations_in_the_same_second_keep_both_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T13:15:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let report = json!({ "passed": true });
+        let a = write_reports(dir.path(), &report, now, "run-20261123T131500Z-aaaaaa").unwrap();
+        let b = write_reports(dir.path(), &report, now, "run-20261123T131500Z-bbbbbb").unwrap();
+        assert_ne!(a.0, b.0);
+        assert_ne!(a.1, b.1);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+        // The same run id twice is refused rather than overwritten.
+        assert!(write_reports(dir.path(), &report, now, "run-20261123T131500Z-aaaaaa").is_err());
+    }
+
+    #[test]
+    fn zero_of_zero_is_not_a_rate() {
+        assert_eq!(rate(&Rate::default()), None);
+        let f = Findings::default();
+        let t = Thresholds {
+            questionnaires: 0.95,
+            followups: 0.95,
+            plans: 0.9,
+        };
+        assert!(!verdict(&f, &t), "nothing to validate must not pass");
+    }
 }

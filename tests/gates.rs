@@ -1,0 +1,389 @@
+//! Issue 8: gates and validation that cannot show green on a wrong state.
+//! Each scenario runs the binary on the embedded store and on the MongoDB
+//! backend over the wire test server (not MongoDB).
+
+mod common;
+
+use common::tool::{json, Tool};
+use serde_json::Value;
+use std::fs;
+use std::process::Output;
+
+/// Users in the fixtures (fixtures/README.md: U01–U20).
+const USERS: u64 = 20;
+const U01: &str = "1730102400123401";
+const U02: &str = "1730275200456702";
+const U03: &str = "1730448000789003";
+/// U07's submission has `peso: "ochenta"` (fixtures/README.md).
+const U07_SUBMISSION: &str = "submission_1730569500000001";
+
+fn prepared(tool: &Tool) {
+    let dir = tool.fixtures();
+    tool.ok(&["import", dir.to_str().unwrap()]);
+    tool.ok(&["phase0", "prepare"]);
+    tool.ok(&["phase2", "backup"]);
+}
+
+fn migrated(tool: &Tool) {
+    prepared(tool);
+    tool.ok(&["phase2", "migrate", "all"]);
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs the binary with another legacy database name than the tool's.
+fn run_on_legacy_db(tool: &Tool, legacy_db: &str, args: &[&str]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_edn-migrate"));
+    command
+        .args(["--store", &tool.store, "--legacy-db", legacy_db])
+        .args(["--drawer-db", &tool.drawer_db])
+        .args(args)
+        .current_dir(tool.work.path())
+        .env_remove("MONGO_URL")
+        .env_remove("DB_NAME")
+        .env_remove("EDN360_DB_NAME")
+        .env_remove("EDN_BACKUP_DIR")
+        .stdin(std::process::Stdio::null());
+    command.output().unwrap()
+}
+
+/// The stored drawers, as relaxed Extended JSON values, by user id.
+fn drawers(tool: &Tool, name: &str) -> Vec<Value> {
+    let dir = tool.path(name);
+    tool.ok(&["export", dir.to_str().unwrap()]);
+    let text = fs::read_to_string(dir.join(&tool.drawer_db).join("client_drawers.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn drawer<'a>(all: &'a mut [Value], user: &str) -> &'a mut Value {
+    all.iter_mut().find(|d| d["user_id"] == user).unwrap()
+}
+
+/// Writes drawers back over the stored ones, as a buggy writer would.
+fn put_drawers(tool: &Tool, name: &str, changed: &[&Value]) {
+    let dir = tool.path(name);
+    fs::create_dir_all(dir.join(&tool.drawer_db)).unwrap();
+    let lines: String = changed.iter().map(|d| format!("{d}\n")).collect();
+    fs::write(
+        dir.join(&tool.drawer_db).join("client_drawers.jsonl"),
+        lines,
+    )
+    .unwrap();
+    tool.ok(&["import", "--upsert", dir.to_str().unwrap()]);
+}
+
+fn entry_index(list: &Value, key: &str, id: &str) -> usize {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .position(|e| e[key] == id)
+        .unwrap_or_else(|| panic!("no entry {key} = {id}"))
+}
+
+/// Item 2: 0 of 0 is not 100 %; every drawer is checked; drawers no legacy
+/// document explains are reported.
+fn validation_over_nothing_fails(tool: Tool) {
+    tool.ok(&["phase0", "prepare"]);
+    let empty = tool.run(&["phase2", "validate", "--json"]);
+    assert_eq!(empty.status.code(), Some(3), "{}", stderr(&empty));
+    assert!(
+        stderr(&empty).contains("nothing to validate"),
+        "{}",
+        stderr(&empty)
+    );
+    let report = json(&stdout(&empty));
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["rates"]["questionnaires"]["rate"], Value::Null);
+
+    let dir = tool.fixtures();
+    tool.ok(&["import", dir.to_str().unwrap()]);
+    tool.ok(&["phase2", "backup"]);
+    tool.ok(&["phase2", "migrate", "all"]);
+    // The same store read with a misspelled legacy database.
+    let typo = run_on_legacy_db(&tool, "test_databse", &["phase2", "validate", "--json"]);
+    assert_eq!(typo.status.code(), Some(3), "{}", stderr(&typo));
+    assert!(
+        stderr(&typo).contains("nothing to validate"),
+        "{}",
+        stderr(&typo)
+    );
+    assert!(stderr(&typo).contains("test_databse"), "{}", stderr(&typo));
+    let report = json(&stdout(&typo));
+    assert_eq!(report["drawers"]["checked"], USERS, "{report}");
+    assert_eq!(report["drawers"]["unexplained"], USERS, "{report}");
+    let listed = report["drawers"]["unexplained_listed"].to_string();
+    assert!(listed.contains(&format!("client_{U01}")), "{listed}");
+    // With the right name the same store validates.
+    let good = json(&tool.ok(&["phase2", "validate", "--json"]));
+    assert_eq!(good["passed"], true, "{good}");
+    assert_eq!(good["drawers"]["checked"], USERS);
+    assert_eq!(good["drawers"]["unexplained"], 0);
+}
+
+/// Item 3: every part the builder derives is compared; a document neither
+/// in its drawer nor in quarantine fails whatever the thresholds.
+fn validation_compares_every_derived_part(tool: Tool) {
+    migrated(&tool);
+    let mut all = drawers(&tool, "migrated");
+    // U02: its initial measurement deleted.
+    let u02 = drawer(&mut all, U02);
+    let measurements = &mut u02["services"]["training"]["measurements"];
+    let i = measurements
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|m| m["tipo"] == "inicial")
+        .unwrap();
+    let deleted = measurements[i]["measurement_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    measurements.as_array_mut().unwrap().remove(i);
+    let u02 = u02.clone();
+    // U01: e-mail, age, measured weight, enrolled_at and the flags changed.
+    let u01 = drawer(&mut all, U01);
+    u01["profile"]["email"] = "someone.else@example.com".into();
+    u01["profile"]["edad"] = 99.into();
+    let training = &mut u01["services"]["training"];
+    let m = entry_index(&training["measurements"], "tipo", "inicial");
+    let weighed = training["measurements"][m]["measurement_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    training["measurements"][m]["data"]["peso"] = 987.25.into();
+    training["enrolled_at"] = serde_json::json!({"$date": "2030-01-01T00:00:00Z"});
+    training["active"] = false.into();
+    u01["meta"]["active_services"] = serde_json::json!([]);
+    u01["meta"]["status"] = "needs_review".into();
+    u01["services"]["nutrition"]["active"] = true.into();
+    let u01 = u01.clone();
+    put_drawers(&tool, "damage", &[&u01, &u02]);
+
+    let out = tool.run(&["phase2", "validate", "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let report = json(&stdout(&out));
+    let failures = report["rates"]["questionnaires"]["failures"].clone();
+    let paths_of = |user: &str| -> Vec<String> {
+        failures
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["user_id"] == user)
+            .flat_map(|f| f["paths"].as_array().unwrap().clone())
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect()
+    };
+    let u02_paths = paths_of(U02);
+    assert!(
+        u02_paths.contains(&format!("services.training.measurements[{deleted}]")),
+        "{u02_paths:?}"
+    );
+    let u01_paths = paths_of(U01);
+    for want in [
+        "profile.email".to_string(),
+        "profile.edad".to_string(),
+        format!("services.training.measurements[{weighed}].data.peso"),
+        "services.training.enrolled_at".to_string(),
+    ] {
+        assert!(u01_paths.contains(&want), "{want} not in {u01_paths:?}");
+    }
+    let invalid = report["drawers"]["invalid_listed"].to_string();
+    for want in [
+        "services.training.active",
+        "meta.active_services",
+        "meta.status",
+        "services.nutrition.active",
+    ] {
+        assert!(invalid.contains(want), "{want} not in {invalid}");
+    }
+    let text = report.to_string();
+    assert!(
+        !text.contains("someone.else") && !text.contains("987"),
+        "values leak: {text}"
+    );
+
+    // A document that is nowhere: U03's first follow-up taken out of its drawer.
+    let mut all = drawers(&tool, "damaged");
+    let u03 = drawer(&mut all, U03);
+    let followups = &mut u03["services"]["training"]["questionnaires"]["followups"];
+    let gone = followups[0]["followup_id"].as_str().unwrap().to_string();
+    followups.as_array_mut().unwrap().remove(0);
+    let u03 = u03.clone();
+    put_drawers(&tool, "lose", &[&u03]);
+    let lenient = [
+        "phase2",
+        "validate",
+        "--json",
+        "--min-questionnaires",
+        "0",
+        "--min-followups",
+        "0",
+        "--min-plans",
+        "0",
+    ];
+    let out = tool.run(&lenient);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "thresholds cannot excuse a lost document"
+    );
+    let report = json(&stdout(&out));
+    assert!(
+        report["accounting"]["unaccounted"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(
+        report["accounting"]["unaccounted_listed"]
+            .to_string()
+            .contains(&gone),
+        "{report}"
+    );
+}
+
+/// Item 4: validate takes the phase 2 lock, and names its holder.
+fn validation_refuses_while_a_migration_holds_the_lock(tool: Tool) {
+    migrated(&tool);
+    let locks = tool.path("locks");
+    let db = locks.join(&tool.drawer_db);
+    fs::create_dir_all(&db).unwrap();
+    fs::write(
+        db.join("migration_lock.jsonl"),
+        r#"{"_id":"phase2","owner":"ops-host:4242","run_id":"run-other","acquired_at":{"$date":"2026-01-01T00:00:00Z"},"heartbeat_at":{"$date":"2099-01-01T00:00:00Z"},"expires_at":{"$date":"2099-01-01T00:05:00Z"},"released":false}
+"#,
+    )
+    .unwrap();
+    tool.ok(&["import", "--upsert", locks.to_str().unwrap()]);
+    let out = tool.run(&["phase2", "validate"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ops-host:4242"), "{}", stderr(&out));
+    assert!(
+        !tool.path("reports").exists(),
+        "a refused validation writes no report"
+    );
+}
+
+/// Item 14: each per-document warning is listed: user, kind, field, document.
+fn validation_lists_every_warning(tool: Tool) {
+    migrated(&tool);
+    let counted = tool.ok(&["phase2", "validate"]);
+    assert!(counted.contains("unparsable_value"), "{counted}");
+    assert!(counted.contains("--warnings"), "{counted}");
+    assert!(!counted.contains(U07_SUBMISSION), "counts only: {counted}");
+    let listed = tool.ok(&["phase2", "validate", "--warnings"]);
+    let line = listed
+        .lines()
+        .find(|l| l.contains(U07_SUBMISSION) && l.contains("responses.peso"))
+        .unwrap_or_else(|| panic!("no line for U07's weight:\n{listed}"));
+    assert!(
+        line.contains("1731139200345607") && line.contains("unparsable_value"),
+        "{line}"
+    );
+    assert!(!listed.contains("ochenta"), "a value leaks");
+    let report = json(&tool.ok(&["phase2", "validate", "--warnings", "--json"]));
+    let warnings = report["warnings"]["listed"].as_array().unwrap();
+    assert_eq!(
+        warnings.len() as u64,
+        report["warnings"]["count"].as_u64().unwrap()
+    );
+    assert!(warnings
+        .iter()
+        .any(|w| w["user_id"] == "1730620800234504" && w["kind"] == "several_initial_submissions"));
+    assert!(warnings
+        .iter()
+        .any(|w| w["kind"] == "unmapped_field" && w["field"] == "responses.lesiones_previas"));
+    // The Markdown report holds the same listing.
+    let md = fs::read_dir(tool.path("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .map(|p| fs::read_to_string(p).unwrap())
+        .find(|t| t.contains(U07_SUBMISSION))
+        .expect("a Markdown report lists the warnings");
+    assert!(md.contains("responses.peso"));
+}
+
+mod sqlite {
+    use super::*;
+
+    #[test]
+    fn validation_over_nothing_fails() {
+        super::validation_over_nothing_fails(Tool::sqlite());
+    }
+    #[test]
+    fn validation_compares_every_derived_part() {
+        super::validation_compares_every_derived_part(Tool::sqlite());
+    }
+    #[test]
+    fn validation_refuses_while_a_migration_holds_the_lock() {
+        super::validation_refuses_while_a_migration_holds_the_lock(Tool::sqlite());
+    }
+    #[test]
+    fn validation_lists_every_warning() {
+        super::validation_lists_every_warning(Tool::sqlite());
+    }
+
+    /// Item 7: a stored document over 16 MiB fails validation. Only the
+    /// embedded store can hold one (a MongoDB server refuses it), so this
+    /// case has no wire twin.
+    #[test]
+    fn validation_fails_on_a_stored_document_over_16_mib() {
+        use edn_migrate::store::{sqlite::SqliteStore, Ns, Store};
+        let tool = Tool::sqlite();
+        migrated(&tool);
+        let store = SqliteStore::open(tool.store.strip_prefix("sqlite:").unwrap()).unwrap();
+        let ns = Ns::new(&tool.drawer_db, "client_drawers");
+        let id = bson::Bson::from(format!("client_{U01}"));
+        let mut d = store.get_many(&ns, &[id]).unwrap().remove(0);
+        let padding = "x".repeat(17 * 1024 * 1024);
+        d.get_document_mut("services")
+            .unwrap()
+            .insert("padding", padding);
+        store.upsert_many(&ns, &[d]).unwrap();
+        drop(store);
+        let out = tool.run(&["phase2", "validate", "--json"]);
+        assert_eq!(out.status.code(), Some(3));
+        let report = json(&stdout(&out));
+        let invalid = report["drawers"]["invalid_listed"].to_string();
+        assert!(
+            invalid.contains("16 MiB") && invalid.contains(U01),
+            "{invalid}"
+        );
+    }
+}
+
+mod mongo_wire {
+    use super::*;
+
+    #[test]
+    fn validation_over_nothing_fails() {
+        if let Some(tool) = Tool::wire("g_nothing") {
+            super::validation_over_nothing_fails(tool);
+        }
+    }
+    #[test]
+    fn validation_compares_every_derived_part() {
+        if let Some(tool) = Tool::wire("g_derived") {
+            super::validation_compares_every_derived_part(tool);
+        }
+    }
+    #[test]
+    fn validation_refuses_while_a_migration_holds_the_lock() {
+        if let Some(tool) = Tool::wire("g_lock") {
+            super::validation_refuses_while_a_migration_holds_the_lock(tool);
+        }
+    }
+    #[test]
+    fn validation_lists_every_warning() {
+        if let Some(tool) = Tool::wire("g_warn") {
+            super::validation_lists_every_warning(tool);
+        }
+    }
+}
