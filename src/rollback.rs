@@ -2,9 +2,10 @@
 //! keep everything dual-write wrote, before or after.
 //!
 //! Each drawer carries its own undo record (`meta.migration`, see
-//! docs/drawer.md); this module applies `drawer::undo` to every drawer with
-//! conditional writes, so a dual-write that lands meanwhile is re-read and
-//! kept, then removes the plan stamps and archived snapshots the runs wrote.
+//! docs/drawer.md); this module applies `drawer::undo` to every drawer as a
+//! guarded patch of what the runs added (`engine::plan`), so a dual-write
+//! that lands meanwhile is kept, then removes the plan stamps and archived
+//! snapshots the runs wrote.
 //! `--from-backup ID` restores a backup instead, after saying what it
 //! overwrites.
 
@@ -12,11 +13,12 @@ use crate::backup;
 use crate::config::{own, Config};
 use crate::confirm::confirm;
 use crate::drawer::{self, LegacyKind, Undo};
+use crate::engine::plan::{plan_delete, plan_undo};
 use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
 use crate::run::record::Tally;
 use crate::run::{Run, RunSpec};
-use crate::store::{FieldUpdate, Precondition, Scan, Store};
+use crate::store::{FieldUpdate, Outcome, Patch, Scan, Store};
 use bson::{Bson, Document};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -123,8 +125,7 @@ fn undo_batch(
             return Ok(());
         }
         let drawers = store.get_many(&ns, &pending)?;
-        let mut deletes = Vec::new();
-        let mut replaces = Vec::new();
+        let mut patches: Vec<(Patch, bool)> = Vec::new();
         let mut stamps: BTreeMap<LegacyKind, Vec<FieldUpdate>> = BTreeMap::new();
         let mut archive_ids = Vec::new();
         for d in &drawers {
@@ -137,8 +138,8 @@ fn undo_batch(
             }
             archive_ids.extend(drawer::archive_ids_to_undo(d).into_iter().map(Bson::from));
             match drawer::undo(d) {
-                Undo::Delete => deletes.push(d.clone()),
-                Undo::Replace(new) => replaces.push((new, Precondition::Unchanged(d.clone()))),
+                Undo::Delete => patches.push((plan_delete(d, &remains(d)), true)),
+                Undo::Replace(new) => patches.push((plan_undo(d, &new), false)),
                 Undo::Unchanged => undone.drawers_untouched += 1,
             }
         }
@@ -150,26 +151,17 @@ fn undo_batch(
         }
         undone.archived_removed +=
             store.delete_many(&config.drawer(own::SNAPSHOT_ARCHIVE), &archive_ids)?;
-        let deleted = store.delete_if_unchanged(&ns, &deletes)?;
-        let replaced = store.put_if(&ns, &replaces)?;
-        undone.drawers_deleted += deleted.iter().filter(|ok| **ok).count() as u64;
-        undone.drawers_restored += replaced.iter().filter(|ok| **ok).count() as u64;
-        pending = deletes
-            .iter()
-            .zip(&deleted)
-            .filter(|(_, ok)| !**ok)
-            .filter_map(|(d, _)| d.get("_id").cloned())
-            .chain(
-                replaces
-                    .iter()
-                    .zip(&replaced)
-                    .filter(|(_, ok)| !**ok)
-                    .filter_map(|((_, c), _)| match c {
-                        Precondition::Unchanged(d) => d.get("_id").cloned(),
-                        Precondition::Absent => None,
-                    }),
-            )
-            .collect();
+        let only: Vec<Patch> = patches.iter().map(|(p, _)| p.clone()).collect();
+        let outcomes = store.patch_many(&ns, &only)?;
+        pending = Vec::new();
+        for ((p, delete), outcome) in patches.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Applied if delete => undone.drawers_deleted += 1,
+                Outcome::Applied => undone.drawers_restored += 1,
+                Outcome::Conflict => pending.push(p.id),
+                Outcome::Refused(e) => return Err(e.into()),
+            }
+        }
         undone.retried += pending.len() as u64;
     }
     if pending.is_empty() {
@@ -179,6 +171,23 @@ fn undo_batch(
             "{} drawer(s) kept changing during the rollback",
             pending.len()
         )))
+    }
+}
+
+/// What the undo leaves of a drawer it would delete: the same removals as a
+/// replacement (only the decision to delete differs), so the delete can be
+/// guarded by exactly what is left.
+fn remains(d: &Document) -> Document {
+    let mut kept = d.clone();
+    if let Ok(migration) = kept
+        .get_document_mut("meta")
+        .and_then(|m| m.get_document_mut("migration"))
+    {
+        migration.insert("created_drawer", false);
+    }
+    match drawer::undo(&kept) {
+        Undo::Replace(left) => left,
+        _ => Document::new(),
     }
 }
 

@@ -6,8 +6,10 @@
 mod common;
 
 use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
+use edn_migrate::engine::plan::plan_write;
 use edn_migrate::store::{
-    After, FieldUpdate, IndexSpec, Ns, Precondition, Scan, Store, StoreError,
+    After, FieldUpdate, Guard, IndexSpec, Ns, Op, Outcome, Patch, Pull, Push, Scan, Step, Store,
+    StoreError,
 };
 
 fn ids(docs: &[Document]) -> Vec<Bson> {
@@ -176,40 +178,245 @@ fn upserts_replace_or_insert(store: &dyn Store, db: &str) {
     assert_eq!(store.count(&ns).unwrap(), 2);
 }
 
-fn conditional_writes_are_atomic_per_document(store: &dyn Store, db: &str) {
-    let ns = Ns::new(db, "lock");
-    let first = doc! {"_id": "lock", "owner": "a", "n": 1};
-    assert_eq!(
-        store
-            .put_if(&ns, &[(first.clone(), Precondition::Absent)])
-            .unwrap(),
-        vec![true]
+fn one(store: &dyn Store, ns: &Ns, patch: Patch) -> Outcome {
+    store.patch_many(ns, &[patch]).unwrap().remove(0)
+}
+
+fn get(store: &dyn Store, ns: &Ns, id: impl Into<Bson>) -> Document {
+    store.get_many(ns, &[id.into()]).unwrap().remove(0)
+}
+
+fn step(guards: Vec<Guard>, set: Vec<(&str, Bson)>) -> Step {
+    Step {
+        guards,
+        set: set.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        ..Step::default()
+    }
+}
+
+fn patches_change_only_what_they_name(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "patched");
+    let first = doc! {"_id": "d", "owner": "a", "n": 1_i32, "z": null, "e": {"a": 1, "b": 2}};
+    assert!(one(store, &ns, Patch::insert(first.clone())).applied());
+    assert!(
+        matches!(one(store, &ns, Patch::insert(first)), Outcome::Conflict),
+        "an insert over an existing _id is a conflict"
     );
-    let second = doc! {"_id": "lock", "owner": "b", "n": 1};
+    let d = Bson::from("d");
+    let set_owner =
+        |guard: Guard| Patch::update(d.clone(), step(vec![guard], vec![("owner", "b".into())]));
+    for stale in [
+        Guard::is("owner", Some(&"z".into())),
+        Guard::is("gone", Some(&Bson::Null)),
+        Guard::is("z", None),
+        Guard::is("n", Some(&Bson::Double(1.0))),
+        Guard::is("n", Some(&Bson::Int64(1))),
+        Guard::is("e", Some(&Bson::Document(doc! {"b": 2, "a": 1}))),
+    ] {
+        assert!(
+            matches!(one(store, &ns, set_owner(stale.clone())), Outcome::Conflict),
+            "{stale:?} must not hold"
+        );
+    }
+    // Another writer adds a field; a guarded write that does not name it keeps it.
+    assert!(one(
+        store,
+        &ns,
+        Patch::update(d.clone(), step(vec![], vec![("app", true.into())]))
+    )
+    .applied());
+    let guard = Guard::is("e", Some(&Bson::Document(doc! {"a": 1, "b": 2})));
+    assert!(one(store, &ns, set_owner(guard)).applied());
+    let mut nested = step(vec![Guard::is("z", Some(&Bson::Null))], vec![]);
+    nested.set = vec![("e.y".into(), 1.into()), ("e.c".into(), 2.into())];
+    assert!(one(store, &ns, Patch::update(d.clone(), nested)).applied());
+    let got = get(store, &ns, "d");
+    assert_eq!(got.get_str("owner").unwrap(), "b");
+    assert!(got.get_bool("app").unwrap());
+    let order: Vec<&String> = got.get_document("e").unwrap().keys().collect();
     assert_eq!(
-        store
-            .put_if(&ns, &[(second.clone(), Precondition::Absent)])
-            .unwrap(),
-        vec![false]
+        order,
+        ["a", "b", "c", "y"],
+        "new fields land in path order, as MongoDB 5+ adds them"
     );
-    let stale = doc! {"_id": "lock", "owner": "z", "n": 0};
-    let outcome = store
-        .put_if(
+
+    let push = |key: &str| {
+        Patch::update(
+            d.clone(),
+            Step {
+                guards: vec![Guard::NoneOf {
+                    path: "list".into(),
+                    key: Some("k".into()),
+                    values: vec![key.into()],
+                }],
+                push: vec![Push {
+                    path: "list".into(),
+                    entries: vec![Bson::Document(doc! {"k": key})],
+                    position: None,
+                }],
+                ..Step::default()
+            },
+        )
+    };
+    assert!(one(store, &ns, push("app")).applied());
+    assert!(one(store, &ns, push("mine")).applied());
+    assert!(
+        matches!(one(store, &ns, push("mine")), Outcome::Conflict),
+        "keyed: never twice"
+    );
+    let pull = Step {
+        pull: vec![Pull {
+            path: "list".into(),
+            key: Some("k".into()),
+            values: vec!["mine".into()],
+        }],
+        ..Step::default()
+    };
+    assert!(one(store, &ns, Patch::update(d.clone(), pull)).applied());
+    assert_eq!(
+        get(store, &ns, "d").get_array("list").unwrap(),
+        &vec![Bson::Document(doc! {"k": "app"})]
+    );
+    assert!(matches!(
+        one(
+            store,
+            &ns,
+            Patch::update("missing".into(), step(vec![], vec![("x", 1.into())]))
+        ),
+        Outcome::Conflict
+    ));
+}
+
+fn guarded_deletes_spare_changed_documents(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "drawers");
+    store
+        .insert_many(
             &ns,
             &[
-                (second.clone(), Precondition::Unchanged(stale)),
-                (doc! {"_id": "other"}, Precondition::Absent),
+                doc! {"_id": "a", "v": 1},
+                doc! {"_id": "b", "v": 1, "extra": true},
             ],
         )
         .unwrap();
-    assert_eq!(outcome, vec![false, true]);
+    let delete = |id: &str| Patch {
+        id: id.into(),
+        ops: vec![Op::Delete(vec![
+            Guard::is("v", Some(&Bson::Int32(1))),
+            Guard::Fields(2),
+        ])],
+    };
+    let outcomes = store
+        .patch_many(&ns, &[delete("a"), delete("b"), delete("gone")])
+        .unwrap();
+    let applied: Vec<bool> = outcomes.iter().map(Outcome::applied).collect();
+    assert_eq!(applied, vec![true, false, false], "{outcomes:?}");
     assert_eq!(
-        store
-            .put_if(&ns, &[(second.clone(), Precondition::Unchanged(first))])
-            .unwrap(),
-        vec![true]
+        ids(&scan_all(store, &ns, &Scan::by_id(10))),
+        vec![Bson::from("b")]
     );
-    assert_eq!(store.get_many(&ns, &["lock".into()]).unwrap(), vec![second]);
+}
+
+/// A drawer of about 10 MiB: twenty questionnaires of half a MiB.
+fn big_drawer(entries: usize) -> Document {
+    let shared: Vec<Bson> = (0..entries)
+        .map(|i| {
+            Bson::Document(doc! {
+                "submission_id": format!("s{i}"),
+                "raw_payload": { "notes": "x".repeat(512 * 1024) },
+            })
+        })
+        .collect();
+    doc! {
+        "_id": "client_big",
+        "user_id": "big",
+        "profile": { "sexo": null },
+        "services": { "shared_questionnaires": shared },
+        "meta": { "updated_at": DateTime::from_millis(1) },
+    }
+}
+
+fn a_10_mib_drawer_is_updated(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "client_drawers");
+    let stored = big_drawer(20);
+    assert!(bson::to_vec(&stored).unwrap().len() > 10 * 1024 * 1024);
+    store
+        .insert_many(&ns, std::slice::from_ref(&stored))
+        .unwrap();
+    let mut wanted = big_drawer(21);
+    wanted
+        .get_document_mut("profile")
+        .unwrap()
+        .insert("sexo", "Mujer");
+    wanted
+        .get_document_mut("meta")
+        .unwrap()
+        .insert("migration", doc! { "run_id": "r1" });
+    let patch = plan_write(Some(&stored), &wanted);
+    let outcome = one(store, &ns, patch);
+    assert!(outcome.applied(), "{outcome:?}");
+    let back = get(store, &ns, "client_big");
+    assert_eq!(bson::to_vec(&back).unwrap(), bson::to_vec(&wanted).unwrap());
+}
+
+fn a_write_error_other_than_a_duplicate_key_is_refused(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "refusals");
+    store
+        .insert_many(&ns, &[doc! {"_id": 1, "s": "text"}, doc! {"_id": 2}])
+        .unwrap();
+    let onto_text = Patch::update(
+        1.into(),
+        Step {
+            push: vec![Push {
+                path: "s".into(),
+                entries: vec![1.into()],
+                position: None,
+            }],
+            ..Step::default()
+        },
+    );
+    let fine = Patch::update(2.into(), step(vec![], vec![("ok", true.into())]));
+    let outcomes = store.patch_many(&ns, &[onto_text, fine]).unwrap();
+    match &outcomes[0] {
+        Outcome::Refused(e @ StoreError::Refused { ns: at, id, .. }) => {
+            assert_eq!(at, &ns.to_string());
+            assert_eq!(id, "1");
+            assert!(e.to_string().contains("--resume"), "says what to do: {e}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(outcomes[1].applied(), "the other document is written");
+    assert_eq!(get(store, &ns, 1), doc! {"_id": 1, "s": "text"});
+    // A change that would take a document past 16 MiB is refused too.
+    let big = "y".repeat(9 * 1024 * 1024);
+    store
+        .insert_many(&ns, &[doc! {"_id": 3, "a": big.clone()}])
+        .unwrap();
+    let grow = Patch::update(3.into(), step(vec![], vec![("b", big.into())]));
+    assert!(matches!(
+        one(store, &ns, grow),
+        Outcome::Refused(StoreError::Refused { .. })
+    ));
+    assert!(!get(store, &ns, 3).contains_key("b"));
+}
+
+fn a_user_id_clash_is_refused_with_the_index_named(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "client_drawers");
+    store
+        .create_index(&ns, &IndexSpec::ascending(&["user_id"], true))
+        .unwrap();
+    store
+        .insert_many(&ns, &[doc! {"_id": "client_1", "user_id": "1"}])
+        .unwrap();
+    let clash = Patch::insert(doc! {"_id": "client_x", "user_id": "1"});
+    match one(store, &ns, clash) {
+        Outcome::Refused(StoreError::DuplicateKey { index, .. }) => assert_eq!(index, "user_id_1"),
+        other => panic!("expected a user_id clash, got {other:?}"),
+    }
+    let same_id = Patch::insert(doc! {"_id": "client_1", "user_id": "1", "v": 2});
+    assert!(
+        matches!(one(store, &ns, same_id), Outcome::Conflict),
+        "same _id: a race, not a clash"
+    );
 }
 
 fn field_updates_touch_only_named_fields(store: &dyn Store, db: &str) {
@@ -256,24 +463,6 @@ fn deletes_remove_only_named_ids(store: &dyn Store, db: &str) {
     assert_eq!(
         ids(&scan_all(store, &ns, &Scan::by_id(10))),
         vec![Bson::Int32(2)]
-    );
-}
-
-fn conditional_deletes_spare_changed_documents(store: &dyn Store, db: &str) {
-    let ns = Ns::new(db, "drawers");
-    let a = doc! {"_id": "a", "v": 1, "nested": {"x": [1, 2]}};
-    let b = doc! {"_id": "b", "v": 1};
-    store.insert_many(&ns, &[a.clone(), b.clone()]).unwrap();
-    store
-        .upsert_many(&ns, &[doc! {"_id": "b", "v": 2}])
-        .unwrap();
-    let outcome = store
-        .delete_if_unchanged(&ns, &[a, b, doc! {"_id": "gone"}])
-        .unwrap();
-    assert_eq!(outcome, vec![true, false, false]);
-    assert_eq!(
-        ids(&scan_all(store, &ns, &Scan::by_id(10))),
-        vec![Bson::from("b")]
     );
 }
 
@@ -366,10 +555,13 @@ macro_rules! contract {
             case!(scans_follow_id_order_across_batches);
             case!(scans_by_field_resume_strictly_after_a_position);
             case!(upserts_replace_or_insert);
-            case!(conditional_writes_are_atomic_per_document);
+            case!(patches_change_only_what_they_name);
+            case!(guarded_deletes_spare_changed_documents);
+            case!(a_10_mib_drawer_is_updated);
+            case!(a_write_error_other_than_a_duplicate_key_is_refused);
+            case!(a_user_id_clash_is_refused_with_the_index_named);
             case!(field_updates_touch_only_named_fields);
             case!(deletes_remove_only_named_ids);
-            case!(conditional_deletes_spare_changed_documents);
             case!(unique_indexes_are_enforced);
             case!(renames_move_data_and_refuse_to_clobber);
         }

@@ -1,49 +1,64 @@
-//! A dual-write that lands between the engine's read of a drawer and its
-//! write: the conditional write must fail, the engine must re-read and
-//! rebuild, and the drawer must end with both the dual-write entry and the
-//! migration's additions.
+//! The application writes a drawer between the engine's read of it and the
+//! engine's write: a new top-level field, a new `shared_questionnaires`
+//! entry and a changed profile field (one the migration would fill). All
+//! three must survive, next to the migration's own additions, on both
+//! stores.
 //!
-//! The store is the real embedded SQLite store; the wrapper only performs the
-//! application's write at the worst moment, just before the engine's first
-//! drawer write.
+//! The stores are the real ones (embedded SQLite, and the MongoDB backend
+//! over the wire test server); the wrapper only performs the application's
+//! write, through the store itself, at the worst moment: just before the
+//! engine's first drawer write.
+
+mod common;
 
 use bson::{doc, Bson, Document};
+use common::tool::copy_dir;
 use edn_migrate::config::Config;
 use edn_migrate::drawer::BuildOptions;
 use edn_migrate::phase2::migrate::{run_pass, Pass};
 use edn_migrate::store::sqlite::SqliteStore;
 use edn_migrate::store::{
-    DocStream, FieldUpdate, IndexSpec, Ns, Precondition, Scan, Store, StoreResult,
+    DocStream, FieldUpdate, IndexSpec, Ns, Outcome, Patch, Push, Scan, Step, Store, StoreResult,
 };
 use edn_migrate::transfer::{import, ImportOptions};
 use std::cell::Cell;
+use std::path::Path;
 
 const U15: &str = "client_1762976907472415";
 
-/// Forwards everything to SQLite, and once, right before the first drawer
-/// write, appends a questionnaire to U15's drawer as dual-write would.
+/// Forwards everything to a real store, and once, right before the first
+/// drawer write, changes U15's drawer as the application would.
 struct DualWriteRace {
-    inner: SqliteStore,
+    inner: Box<dyn Store>,
     drawers: Ns,
     fired: Cell<bool>,
 }
 
 impl DualWriteRace {
     fn dual_write(&self) {
-        let mut drawer = self
-            .inner
-            .get_many(&self.drawers, &[U15.into()])
-            .unwrap()
-            .remove(0);
-        let services = drawer.get_document_mut("services").unwrap();
-        let shared = services.get_array_mut("shared_questionnaires").unwrap();
-        shared.push(Bson::Document(doc! {
+        let entry = doc! {
             "submission_id": "submission_dualwrite_race",
             "submitted_at": bson::DateTime::from_millis(1_800_000_000_000),
             "source": "nutrition_initial",
             "raw_payload": { "_id": "submission_dualwrite_race", "user_id": "1762976907472415" },
-        }));
-        self.inner.upsert_many(&self.drawers, &[drawer]).unwrap();
+        };
+        let write = Step {
+            set: vec![
+                ("app_source".into(), Bson::from("dual-write")),
+                ("profile.sexo".into(), Bson::from("Otro")),
+            ],
+            push: vec![Push {
+                path: "services.shared_questionnaires".into(),
+                entries: vec![Bson::Document(entry)],
+                position: None,
+            }],
+            ..Step::default()
+        };
+        let done = self
+            .inner
+            .patch_many(&self.drawers, &[Patch::update(U15.into(), write)])
+            .unwrap();
+        assert!(done[0].applied(), "the application's write: {done:?}");
     }
 }
 
@@ -81,20 +96,17 @@ impl Store for DualWriteRace {
     fn upsert_many(&self, ns: &Ns, docs: &[Document]) -> StoreResult<()> {
         self.inner.upsert_many(ns, docs)
     }
-    fn put_if(&self, ns: &Ns, writes: &[(Document, Precondition)]) -> StoreResult<Vec<bool>> {
+    fn patch_many(&self, ns: &Ns, patches: &[Patch]) -> StoreResult<Vec<Outcome>> {
         if *ns == self.drawers && !self.fired.replace(true) {
             self.dual_write();
         }
-        self.inner.put_if(ns, writes)
+        self.inner.patch_many(ns, patches)
     }
     fn update_fields(&self, ns: &Ns, updates: &[FieldUpdate]) -> StoreResult<u64> {
         self.inner.update_fields(ns, updates)
     }
     fn delete_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<u64> {
         self.inner.delete_many(ns, ids)
-    }
-    fn delete_if_unchanged(&self, ns: &Ns, docs: &[Document]) -> StoreResult<Vec<bool>> {
-        self.inner.delete_if_unchanged(ns, docs)
     }
     fn create_index(&self, ns: &Ns, spec: &IndexSpec) -> StoreResult<bool> {
         self.inner.create_index(ns, spec)
@@ -104,23 +116,23 @@ impl Store for DualWriteRace {
     }
 }
 
-fn config() -> Config {
-    Config::default()
-}
-
-#[test]
-fn a_drawer_changed_by_dual_write_mid_run_is_rebuilt_not_overwritten() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("race.db");
-    let inner = SqliteStore::open(path.to_str().unwrap()).unwrap();
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/legacy");
+fn dual_writes_between_read_and_write_survive(inner: Box<dyn Store>, config: Config) {
+    let fixtures = tempfile::tempdir().unwrap();
+    let root = Path::new(common::tool::FIXTURES);
+    copy_dir(
+        &root.join("test_database"),
+        &fixtures.path().join(&config.legacy_db),
+    );
+    copy_dir(
+        &root.join("edn360_app"),
+        &fixtures.path().join(&config.drawer_db),
+    );
     let opts = ImportOptions {
         upsert: false,
         drop: false,
         batch_size: 1000,
     };
-    import(&inner, std::path::Path::new(fixtures), opts).unwrap();
-    let config = config();
+    import(inner.as_ref(), fixtures.path(), opts).unwrap();
     let store = DualWriteRace {
         inner,
         drawers: config.drawers_ns(),
@@ -140,18 +152,33 @@ fn a_drawer_changed_by_dual_write_mid_run_is_rebuilt_not_overwritten() {
     assert!(store.fired.get(), "the dual-write happened");
     assert_eq!(
         result.tally.retried, 1,
-        "exactly U15's write lost the race and was redone"
+        "U15's write tripped its guard on profile.sexo and was rebuilt once"
     );
+    let t = &result.tally;
     assert_eq!(
-        result.tally.drawers_created
-            + result.tally.drawers_updated
-            + result.tally.drawers_unchanged,
-        result.tally.users
+        t.drawers_created + t.drawers_updated + t.drawers_unchanged,
+        t.users
     );
     let drawer = store
         .get_many(&config.drawers_ns(), &[U15.into()])
         .unwrap()
         .remove(0);
+    assert_eq!(
+        drawer.get_str("app_source").unwrap(),
+        "dual-write",
+        "a top-level field added meanwhile survives"
+    );
+    let profile = drawer.get_document("profile").unwrap();
+    assert_eq!(
+        profile.get_str("sexo").unwrap(),
+        "Otro",
+        "the application's profile value survives (the migration would have written another)"
+    );
+    assert_eq!(
+        profile.get_str("profesion").unwrap(),
+        "Periodista",
+        "the migration still fills what was empty"
+    );
     let ids: Vec<&str> = drawer
         .get_document("services")
         .unwrap()
@@ -160,9 +187,12 @@ fn a_drawer_changed_by_dual_write_mid_run_is_rebuilt_not_overwritten() {
         .iter()
         .filter_map(|e| e.as_document()?.get_str("submission_id").ok())
         .collect();
-    assert!(
-        ids.contains(&"submission_dualwrite_race"),
-        "the dual-write survived: {ids:?}"
+    assert_eq!(
+        ids.iter()
+            .filter(|id| **id == "submission_dualwrite_race")
+            .count(),
+        1,
+        "the questionnaire added meanwhile survives, once: {ids:?}"
     );
     assert!(
         ids.iter().any(|id| id.starts_with("followup_")),
@@ -174,4 +204,21 @@ fn a_drawer_changed_by_dual_write_mid_run_is_rebuilt_not_overwritten() {
         .get_document("migration")
         .unwrap();
     assert_eq!(run.get_str("run_id").unwrap(), "run-race");
+}
+
+#[test]
+fn sqlite_dual_writes_between_read_and_write_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).unwrap();
+    dual_writes_between_read_and_write_survive(Box::new(store), Config::default());
+}
+
+#[test]
+fn mongo_wire_dual_writes_between_read_and_write_survive() {
+    let Some((store, db)) = common::wire_store("race") else {
+        return;
+    };
+    let config = Config::new(&store.describe(), &format!("{db}_l"), &format!("{db}_d"));
+    dual_writes_between_read_and_write_survive(store, config);
 }

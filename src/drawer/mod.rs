@@ -207,6 +207,17 @@ pub struct Built {
     pub plan_stamps: Vec<PlanStamp>,
 }
 
+/// The arrays whose entries are keyed (array path, key field; `None`: an
+/// entry is its own key), so a write can add and remove entries by key and
+/// keep the ones another writer adds.
+pub fn keyed_arrays() -> Vec<(&'static str, Option<&'static str>)> {
+    meta::ARRAYS.iter().map(|a| (a.path, a.key)).collect()
+}
+
+/// Where a drawer keeps the migration's own record of what it did
+/// (docs/drawer.md); no other writer touches it.
+pub const LEDGER: &str = "meta.migration";
+
 /// The drawer `_id` of a user.
 pub fn drawer_id(user_id: &str) -> String {
     format!("client_{user_id}")

@@ -1,12 +1,13 @@
 //! The migration lock: a lease with an owner, a heartbeat and an expiry.
 //!
-//! Taking it is one atomic conditional write (insert if absent, or replace
-//! the exact document read if it has expired or was released), so two
-//! runners can never both win; a check-then-insert lets both through.
+//! Taking it is one atomic guarded write (insert if absent, or overwrite the
+//! lease read, guarded on every field of it, if it has expired or was
+//! released), so two runners can never both win; a check-then-insert lets
+//! both through.
 //! A run that dies stops renewing, and its lease expires on its own.
 
 use crate::error::{CommandError, CommandResult};
-use crate::store::{Ns, Precondition, Store};
+use crate::store::{Guard, Ns, Outcome, Patch, Step, Store};
 use bson::{doc, Document};
 use chrono::{DateTime, Duration, Utc};
 
@@ -84,7 +85,7 @@ pub fn acquire(
         now,
         claim.ttl,
     );
-    if store.put_if(ns, &[(wanted.clone(), Precondition::Absent)])?[0] {
+    if written(store.patch_many(ns, &[Patch::insert(wanted.clone())])?)? {
         return Ok(Lease {
             ns: ns.clone(),
             current: wanted,
@@ -102,11 +103,7 @@ pub fn acquire(
     if !(free || claim.break_lock) {
         return Err(held_error(Some(&held), claim));
     }
-    if store.put_if(
-        ns,
-        &[(wanted.clone(), Precondition::Unchanged(held.clone()))],
-    )?[0]
-    {
+    if swap_if_same(store, ns, &held, &wanted)? {
         Ok(Lease {
             ns: ns.clone(),
             current: wanted,
@@ -114,6 +111,49 @@ pub fn acquire(
         })
     } else {
         Err(held_error(Some(&held), claim))
+    }
+}
+
+/// Overwrites the lease `current` with `next`, guarded on every field of
+/// `current` (and their number), so it happens only if nobody changed the
+/// lease since it was read.
+fn swap_if_same(
+    store: &dyn Store,
+    ns: &Ns,
+    current: &Document,
+    next: &Document,
+) -> CommandResult<bool> {
+    let fields = |d: &Document| -> Vec<(String, bson::Bson)> {
+        d.iter()
+            .filter(|(k, _)| k.as_str() != "_id")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let mut guards: Vec<Guard> = fields(current)
+        .iter()
+        .map(|(k, v)| Guard::is(k.clone(), Some(v)))
+        .collect();
+    guards.push(Guard::Fields(current.len()));
+    let step = Step {
+        guards,
+        set: fields(next),
+        unset: current
+            .keys()
+            .filter(|k| !next.contains_key(*k))
+            .cloned()
+            .collect(),
+        ..Step::default()
+    };
+    let id = current.get("_id").cloned().unwrap_or(bson::Bson::Null);
+    written(store.patch_many(ns, &[Patch::update(id, step)])?)
+}
+
+/// Whether the one patch was applied; a refusal is an error.
+fn written(mut outcomes: Vec<Outcome>) -> CommandResult<bool> {
+    match outcomes.pop() {
+        Some(Outcome::Applied) => Ok(true),
+        Some(Outcome::Conflict) | None => Ok(false),
+        Some(Outcome::Refused(e)) => Err(e.into()),
     }
 }
 
@@ -164,11 +204,7 @@ impl Lease {
     }
 
     fn swap(&mut self, store: &dyn Store, next: Document) -> CommandResult<()> {
-        if store.put_if(
-            &self.ns,
-            &[(next.clone(), Precondition::Unchanged(self.current.clone()))],
-        )?[0]
-        {
+        if swap_if_same(store, &self.ns, &self.current, &next)? {
             self.current = next;
             Ok(())
         } else {

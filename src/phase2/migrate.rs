@@ -1,19 +1,22 @@
 //! `phase2 migrate`: stream the legacy collections user by user, build each
 //! drawer with the mapping library, write what changed in batches.
 //!
-//! Order of writes inside a batch: archived snapshots, then drawers (each one
-//! conditional on the drawer being exactly as read, so a concurrent dual-write
-//! is never overwritten: the user is rebuilt instead), then plan stamps, then
-//! quarantine records, then the checkpoint. Redoing a batch after a crash
-//! writes nothing new, which is what makes `--resume` safe.
+//! Order of writes inside a batch: archived snapshots, then drawers (each a
+//! guarded patch of only what changed, `engine::plan`: a dual-write that
+//! lands meanwhile is kept by construction, or trips a guard and the user is
+//! re-read and rebuilt), then plan stamps, then quarantine records, then the
+//! checkpoint. Redoing a batch after a crash writes nothing new, which is
+//! what makes `--resume` safe.
 
 use super::diff::diff_paths;
 use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, Built, LegacyKind, LegacyUser};
 use crate::engine::merge::{partition_of, Group, PerUser, Source};
-use crate::error::CommandResult;
+use crate::engine::plan::plan_write;
+use crate::error::{CommandError, CommandResult};
 use crate::run::record::{Checkpoint, Tally};
-use crate::store::{FieldUpdate, Ns, Precondition, Store, StoreResult};
+use crate::store::patch::MAX_DOCUMENT_BYTES;
+use crate::store::{FieldUpdate, Ns, Outcome, Patch, Store, StoreError, StoreResult};
 use bson::{doc, Bson, Document};
 use indicatif::ProgressBar;
 use std::collections::{BTreeMap, HashMap};
@@ -166,8 +169,8 @@ fn is_user(group: &Group) -> bool {
 /// Everything a batch will write, gathered before anything is written.
 /// A drawer to write and what it adds, counted only once it is written.
 struct PendingDrawer {
-    doc: Document,
-    condition: Precondition,
+    id: String,
+    patch: Patch,
     created: bool,
     snapshots: u64,
     followups: u64,
@@ -332,17 +335,26 @@ impl Batcher<'_> {
             tally.drawers_unchanged += 1;
             return;
         }
+        let id = drawer::drawer_id(&user.user_id);
+        let bytes = bson::to_vec(&built.drawer).map_or(usize::MAX, |v| v.len());
+        if bytes > MAX_DOCUMENT_BYTES {
+            // Neither store takes it: say so and go on with the others; the
+            // validation reports this user until the drawer is made smaller.
+            tracing::error!(drawer_id = %id, bytes, "drawer over 16 MiB even after archiving: not written");
+            *tally
+                .warnings
+                .entry("drawer_over_16_mib_not_written".into())
+                .or_default() += 1;
+            return;
+        }
         self.keep_sample(user, found, &built);
         writes.drawers.push(PendingDrawer {
             snapshots: added(found, &built.drawer, "snapshots", "snapshot_id")
                 + built.archived.len() as u64,
             followups: added(found, &built.drawer, "followups", "followup_id"),
             created: built.created,
-            condition: match found {
-                Some(d) => Precondition::Unchanged(d.clone()),
-                None => Precondition::Absent,
-            },
-            doc: built.drawer,
+            patch: plan_write(found, &built.drawer),
+            id,
         });
         writes.archived.extend(built.archived);
     }
@@ -371,8 +383,11 @@ impl Batcher<'_> {
         }
     }
 
-    /// Writes archived snapshots then drawers; a drawer that changed since it
-    /// was read (a dual-write landed) is re-read and rebuilt, never clobbered.
+    /// Writes archived snapshots then drawers; a drawer whose patch tripped
+    /// a guard (the application wrote what the patch would change) is
+    /// re-read and rebuilt, never clobbered. A drawer the store refuses (a
+    /// clash on `user_id` with another drawer, a path it cannot write) stops
+    /// the run after the rest of the batch is written, naming it.
     fn write_drawers(
         &mut self,
         users: &[LegacyUser],
@@ -380,38 +395,30 @@ impl Batcher<'_> {
         tally: &mut Tally,
     ) -> CommandResult<()> {
         let ns = self.config.drawers_ns();
+        let mut refused = Vec::new();
         for attempt in 0..=MAX_RETRIES {
             self.write_archive(writes, tally)?;
-            // The drawers move into the write: a batch holds one copy of each.
-            let (batch, counts): (Vec<_>, Vec<_>) = std::mem::take(&mut writes.drawers)
-                .into_iter()
-                .map(|p| {
-                    let id = p.doc.get_str("_id").unwrap_or_default().to_string();
-                    (
-                        (p.doc, p.condition),
-                        (id, p.created, p.snapshots, p.followups),
-                    )
-                })
-                .unzip();
-            let done = if self.pass.dry_run || batch.is_empty() {
-                vec![true; batch.len()]
+            let pending = std::mem::take(&mut writes.drawers);
+            let patches: Vec<Patch> = pending.iter().map(|p| p.patch.clone()).collect();
+            let outcomes = if self.pass.dry_run || patches.is_empty() {
+                patches.iter().map(|_| Outcome::Applied).collect()
             } else {
-                self.store.put_if(&ns, &batch)?
+                self.store.patch_many(&ns, &patches)?
             };
-            drop(batch);
+            drop(patches);
             let mut lost = Vec::new();
-            for ((id, created, snapshots, followups), ok) in counts.into_iter().zip(done) {
-                if ok {
-                    count_written(created, snapshots, followups, tally);
-                } else {
-                    lost.push(id);
+            for (p, outcome) in pending.into_iter().zip(outcomes) {
+                match outcome {
+                    Outcome::Applied => count_written(p.created, p.snapshots, p.followups, tally),
+                    Outcome::Conflict => lost.push(p.id),
+                    Outcome::Refused(e) => refused.push(refusal(&p.id, e)),
                 }
             }
             if lost.is_empty() {
-                return Ok(());
+                break;
             }
             if attempt == MAX_RETRIES {
-                return Err(crate::error::CommandError::Gate(format!(
+                return Err(CommandError::Gate(format!(
                     "{} drawer(s) kept changing while this run wrote them ({}): the application is writing heavily; run again with --resume in a quieter moment",
                     lost.len(),
                     lost.join(", ")
@@ -420,7 +427,15 @@ impl Batcher<'_> {
             tally.retried += lost.len() as u64;
             self.rebuild(users, &lost, writes, tally)?;
         }
-        Ok(())
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(CommandError::Input(format!(
+                "{} drawer(s) could not be written:\n  {}",
+                refused.len(),
+                refused.join("\n  ")
+            )))
+        }
     }
 
     fn rebuild(
@@ -560,6 +575,17 @@ fn build_all(
             })
             .collect()
     })
+}
+
+/// What to tell the operator about a drawer the store refused.
+fn refusal(id: &str, e: StoreError) -> String {
+    match e {
+        StoreError::DuplicateKey { index, key, .. } => format!(
+            "{id}: another drawer already has this user's key in the unique index {index} ({key}); \
+             two drawers claim one client: find the other with `edn-migrate export DIR`, merge or remove it, then run again with --resume"
+        ),
+        other => format!("{id}: {other}"),
+    }
 }
 
 fn count_written(created: bool, snapshots: u64, followups: u64, tally: &mut Tally) {

@@ -7,6 +7,7 @@
 
 pub mod keys;
 pub mod mongo;
+pub mod patch;
 pub mod readonly;
 pub mod sqlite;
 
@@ -14,6 +15,7 @@ use bson::{Bson, Document};
 use std::fmt;
 
 pub use keys::{sort_key, value_at_path};
+pub use patch::{Guard, Op, Outcome, Patch, Pull, Push, Step};
 
 /// A collection inside a database: the unit every store verb acts on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -122,16 +124,6 @@ impl IndexSpec {
     }
 }
 
-/// The condition of a conditional write: the single atomic step the lock and
-/// the concurrent-safe drawer writes are built on.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Precondition {
-    /// No document with this `_id` exists yet.
-    Absent,
-    /// The stored document is exactly this one (as read earlier).
-    Unchanged(Document),
-}
-
 /// An in-place change of some fields of one document, for the few writes the
 /// migration makes to legacy documents (the plan stamps). Never a whole
 /// replacement: the application may be writing other fields meanwhile.
@@ -179,6 +171,40 @@ pub enum StoreError {
     /// The MongoDB driver failed (connection, command, server error).
     #[error("mongodb: {0}")]
     Mongo(String),
+    /// The store refused a write to one document (not a duplicate key): a
+    /// document over 16 MiB, a path that cannot be written, a validation.
+    #[error("write to {ns} refused for _id {id}: {message}; nothing was written for that document, fix it (or quarantine it) and run again with --resume")]
+    Refused {
+        /// The collection written to.
+        ns: String,
+        /// The document's `_id`, rendered.
+        id: String,
+        /// What the server said (or the embedded store's equivalent).
+        message: String,
+    },
+    /// The server applied a write but could not confirm the write concern
+    /// the store URL asks for.
+    #[error("write to {ns} not confirmed by the write concern: {message}; the data may not be durable yet, check the replica set and run again with --resume")]
+    WriteConcern {
+        /// The collection written to.
+        ns: String,
+        /// What the server said.
+        message: String,
+    },
+    /// An index of that name exists with other keys or options.
+    #[error("{ns} already has an index named {name} with other keys or options (it is {existing}; wanted {wanted}): check that nothing relies on it, drop it (db.{coll}.dropIndex(\"{name}\")), then run the command again")]
+    IndexConflict {
+        /// The collection.
+        ns: String,
+        /// Its bare collection name.
+        coll: String,
+        /// The index name.
+        name: String,
+        /// The index as it is.
+        existing: String,
+        /// The index as asked for.
+        wanted: String,
+    },
     /// A write was attempted through the read-only wrapper of a dry run.
     #[error("dry run: refused a write ({0}); this is a bug, please report it")]
     ReadOnly(String),
@@ -232,9 +258,12 @@ pub trait Store {
     /// Replaces or inserts documents by `_id`, in one batch.
     fn upsert_many(&self, ns: &Ns, docs: &[Document]) -> StoreResult<()>;
 
-    /// Writes each document only if its precondition holds, atomically per
-    /// document. Returns, in order, whether each write happened.
-    fn put_if(&self, ns: &Ns, writes: &[(Document, Precondition)]) -> StoreResult<Vec<bool>>;
+    /// Applies guarded patches, each to one document: operations run in
+    /// order, each atomic, each only while its guards hold. Whatever a patch
+    /// does not name is kept, so a concurrent writer's change survives. The
+    /// outcome of every patch comes back in order; only a failure of the
+    /// store itself (connection, I/O) is an `Err`.
+    fn patch_many(&self, ns: &Ns, patches: &[Patch]) -> StoreResult<Vec<Outcome>>;
 
     /// Sets and unsets top-level fields of existing documents in one batch;
     /// returns how many documents matched.
@@ -242,11 +271,6 @@ pub trait Store {
 
     /// Deletes documents by `_id`; returns how many were deleted.
     fn delete_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<u64>;
-
-    /// Deletes each document only if it is stored exactly as given (as read
-    /// earlier), atomically per document, so a concurrent write is never
-    /// lost. Returns, in order, whether each was deleted.
-    fn delete_if_unchanged(&self, ns: &Ns, docs: &[Document]) -> StoreResult<Vec<bool>>;
 
     /// Creates an index (and the collection if needed). `Ok(false)` when an
     /// index of that name already exists. A unique index is enforced on every

@@ -1,29 +1,44 @@
 //! The production store: MongoDB through the official driver (sync API).
 //!
-//! Reads stream through a server cursor in batches; writes go as `insert`,
-//! `update` and `delete` commands of many statements each, one round trip per
-//! chunk. Nothing here needs a replica set (no transactions, no change
-//! streams) or server-side JavaScript, since production may be a standalone
-//! `mongod`.
+//! Reads stream through a server cursor in batches. Every write goes through
+//! the driver's own API (`insert_many`, `update_one`, `replace_one`,
+//! `delete_one` …), so the write concern and retryable writes of the store
+//! URL apply, and a `writeConcernError` is an error. Per-document writes run
+//! on a few threads at once. Transient failures (a dropped connection, a
+//! timeout, a retryable error code) are retried with exponential backoff a
+//! bounded number of times; every write is safe to repeat. Nothing here
+//! needs a replica set (no transactions, no change streams) or server-side
+//! JavaScript, since production may be a standalone `mongod`.
 
-use super::{
-    DocStream, FieldUpdate, IndexSpec, Ns, Order, Precondition, Scan, Store, StoreError,
-    StoreResult,
-};
+use super::patch::{self, Op, Outcome, Patch, MAX_DOCUMENT_BYTES};
+use super::{DocStream, FieldUpdate, IndexSpec, Ns, Order, Scan, Store, StoreError, StoreResult};
 use crate::redact::{redact_text, redact_url};
+use backon::{BlockingRetryable, ExponentialBuilder};
 use bson::{doc, Bson, Document};
-use mongodb::error::{Error as MongoError, ErrorKind};
+use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
 use mongodb::options::IndexOptions;
 use mongodb::sync::{Client, Collection};
 use mongodb::IndexModel;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-/// A command body stays well under MongoDB's 16 MiB document limit.
-const CHUNK_BYTES: usize = 8 * 1024 * 1024;
-/// And under the server's write batch limit.
+/// `_id`s per `delete` statement.
 const CHUNK_DOCS: usize = 1000;
+/// Per-document writes in flight at once.
+const WORKERS: usize = 8;
+/// A statement may exceed the document limit by this much (MongoDB's
+/// internal headroom for the `q`/`u` wrapper).
+const STATEMENT_HEADROOM: usize = 16 * 1024;
+/// How many times a transient failure is retried before the call fails.
+const RETRIES: usize = 6;
 const DUPLICATE_KEY: i32 = 11000;
 const NAMESPACE_NOT_FOUND: i32 = 26;
 const NAMESPACE_EXISTS: i32 = 48;
+/// Server error codes that mean "try again" (the drivers' retryable set:
+/// not primary, shutting down, interrupted, host unreachable, timeouts).
+const RETRYABLE_CODES: [i32; 13] = [
+    6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
+];
 
 /// A connection to a MongoDB deployment.
 pub struct MongoStore {
@@ -57,48 +72,80 @@ impl MongoStore {
         self.client.database(&ns.db).collection(&ns.coll)
     }
 
-    fn command(&self, db: &str, command: Document) -> StoreResult<Document> {
-        self.client
-            .database(db)
-            .run_command(command)
-            .run()
-            .map_err(|e| mongo_error(e, &self.url))
+    /// Runs a driver call, retrying transient failures with backoff.
+    fn retrying<T>(
+        &self,
+        what: &str,
+        call: impl FnMut() -> Result<T, MongoError>,
+    ) -> Result<T, MongoError> {
+        call.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(5))
+                .with_max_times(RETRIES),
+        )
+        .sleep(std::thread::sleep)
+        .when(transient)
+        .notify(|e: &MongoError, wait: Duration| {
+            tracing::warn!(
+                what,
+                wait_ms = wait.as_millis() as u64,
+                error = %redact_text(&e.to_string()),
+                "transient MongoDB failure, retrying"
+            );
+        })
+        .call()
     }
 
-    /// Runs a write command (`insert`, `update`, `delete`) over `items` in
-    /// chunks; returns the replies. Write errors come back to the caller.
-    fn write_chunks(
+    /// Runs `call` for every item on a few threads; results in input order.
+    /// The first error wins (the other calls still finish: each is whole).
+    fn in_parallel<T: Sync, R: Send>(
         &self,
-        ns: &Ns,
-        verb: &str,
-        field: &str,
-        items: Vec<Document>,
-    ) -> StoreResult<Vec<ChunkReply>> {
-        let mut replies = Vec::new();
-        let mut start = 0;
-        for chunk in chunks(items) {
-            let len = chunk.len();
-            let command = doc! {
-                verb: &ns.coll,
-                field: chunk.into_iter().map(Bson::Document).collect::<Vec<_>>(),
-                "ordered": false,
-            };
-            let reply = self.command(&ns.db, command)?;
-            replies.push(ChunkReply { start, len, reply });
-            start += len;
+        items: &[T],
+        call: impl Fn(&T) -> StoreResult<R> + Sync,
+    ) -> StoreResult<Vec<R>> {
+        if items.len() < 2 {
+            return items.iter().map(&call).collect();
         }
-        Ok(replies)
+        let next = AtomicUsize::new(0);
+        let mut results: Vec<Option<StoreResult<R>>> = (0..items.len()).map(|_| None).collect();
+        let slots: Vec<std::sync::Mutex<&mut Option<StoreResult<R>>>> =
+            results.iter_mut().map(std::sync::Mutex::new).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..WORKERS.min(items.len()) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(item) = items.get(i) else {
+                        break;
+                    };
+                    let result = call(item);
+                    if let Ok(mut slot) = slots[i].lock() {
+                        **slot = Some(result);
+                    }
+                });
+            }
+        });
+        drop(slots);
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Mongo("a write worker stopped".into()))))
+            .collect()
     }
 
     fn index_specs(&self, ns: &Ns) -> StoreResult<Vec<IndexSpec>> {
-        let cursor = match self.coll(ns).list_indexes().run() {
-            Ok(cursor) => cursor,
+        let listed = self.retrying("listIndexes", || {
+            self.coll(ns)
+                .list_indexes()
+                .run()?
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let models = match listed {
+            Ok(models) => models,
             Err(e) if command_code(&e) == Some(NAMESPACE_NOT_FOUND) => return Ok(Vec::new()),
             Err(e) => return Err(mongo_error(e, &self.url)),
         };
         let mut specs = Vec::new();
-        for model in cursor {
-            let model = model.map_err(|e| mongo_error(e, &self.url))?;
+        for model in models {
             let options = model.options.unwrap_or_default();
             let name = options.name.unwrap_or_default();
             if name == "_id_" {
@@ -112,6 +159,113 @@ impl MongoStore {
         }
         specs.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(specs)
+    }
+
+    /// Runs one patch, operation by operation, until one does not apply.
+    fn patch_one(&self, ns: &Ns, p: &Patch) -> StoreResult<Outcome> {
+        let coll = self.coll(ns);
+        for op in &p.ops {
+            let done = match op {
+                Op::Insert(doc) => self.insert_one(ns, &coll, p, doc)?,
+                Op::Update(step) => {
+                    if patch::statement_bytes(&p.id, step) > MAX_DOCUMENT_BYTES + STATEMENT_HEADROOM
+                    {
+                        return Ok(Outcome::Refused(refused(
+                            ns,
+                            &p.id,
+                            "the update statement would exceed MongoDB's 16 MiB limit".into(),
+                        )));
+                    }
+                    let filter = patch::filter(&p.id, &step.guards);
+                    let update = patch::update(step);
+                    let result = self.retrying("update", || {
+                        coll.update_one(filter.clone(), update.clone()).run()
+                    });
+                    match result {
+                        Ok(r) if r.matched_count == 0 => Outcome::Conflict,
+                        Ok(_) => Outcome::Applied,
+                        Err(e) => Outcome::Refused(self.per_document(ns, &p.id, e)?),
+                    }
+                }
+                Op::Delete(guards) => {
+                    let filter = patch::filter(&p.id, guards);
+                    let result = self.retrying("delete", || coll.delete_one(filter.clone()).run());
+                    match result {
+                        Ok(r) if r.deleted_count == 0 => Outcome::Conflict,
+                        Ok(_) => Outcome::Applied,
+                        Err(e) => Outcome::Refused(self.per_document(ns, &p.id, e)?),
+                    }
+                }
+            };
+            if !done.applied() {
+                return Ok(done);
+            }
+        }
+        Ok(Outcome::Applied)
+    }
+
+    /// Inserts one document for a patch: a duplicate `_id` is a conflict
+    /// (unless this was a retry and the stored document is exactly this
+    /// one: the first attempt ran but its reply was lost), a duplicate of
+    /// another unique key is refused with the index named.
+    fn insert_one(
+        &self,
+        ns: &Ns,
+        coll: &Collection<Document>,
+        p: &Patch,
+        doc: &Document,
+    ) -> StoreResult<Outcome> {
+        if let Some(too_big) = too_large(ns, doc) {
+            return Ok(Outcome::Refused(too_big));
+        }
+        let attempts = std::cell::Cell::new(0);
+        let result = self.retrying("insert", || {
+            attempts.set(attempts.get() + 1);
+            coll.insert_one(doc).run()
+        });
+        match result {
+            Ok(_) => Ok(Outcome::Applied),
+            Err(e) => match self.per_document(ns, &p.id, e)? {
+                StoreError::DuplicateKey { index, .. } if index == "_id_" && attempts.get() > 1 => {
+                    let stored = self.get_many(ns, std::slice::from_ref(&p.id))?;
+                    if stored.iter().any(|s| same_bytes(s, doc)) {
+                        Ok(Outcome::Applied)
+                    } else {
+                        Ok(Outcome::Conflict)
+                    }
+                }
+                StoreError::DuplicateKey { index, .. } if index == "_id_" => Ok(Outcome::Conflict),
+                refusal => Ok(Outcome::Refused(refusal)),
+            },
+        }
+    }
+
+    /// Sorts a failed write: a refusal of this one document comes back as
+    /// `Ok` (the caller reports it), anything else (write concern, network
+    /// after retries) as `Err`, which stops the call.
+    fn per_document(&self, ns: &Ns, id: &Bson, e: MongoError) -> StoreResult<StoreError> {
+        match e.kind.as_ref() {
+            ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY => {
+                Ok(duplicate_key(ns, &w.message))
+            }
+            ErrorKind::Write(WriteFailure::WriteError(w)) => Ok(refused(
+                ns,
+                id,
+                format!("{} (code {})", redact_text(&w.message), w.code),
+            )),
+            ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Err(StoreError::WriteConcern {
+                ns: ns.to_string(),
+                message: format!("{} (code {}) at _id {id}", redact_text(&w.message), w.code),
+            }),
+            _ => Err(mongo_error(e, &self.url)),
+        }
+    }
+
+    /// Maps a failed whole-batch write (no per-document outcome expected).
+    fn write_error(&self, ns: &Ns, id: &Bson, e: MongoError) -> StoreError {
+        match self.per_document(ns, id, e) {
+            Ok(refusal) | Err(refusal) => refusal,
+        }
     }
 }
 
@@ -129,10 +283,9 @@ impl Store for MongoStore {
 
     fn list_collections(&self, db: &str) -> StoreResult<Vec<String>> {
         let mut names = self
-            .client
-            .database(db)
-            .list_collection_names()
-            .run()
+            .retrying("listCollections", || {
+                self.client.database(db).list_collection_names().run()
+            })
             .map_err(|e| mongo_error(e, &self.url))?;
         names.retain(|n| !n.starts_with("system."));
         names.sort();
@@ -140,9 +293,9 @@ impl Store for MongoStore {
     }
 
     fn create_collection(&self, ns: &Ns) -> StoreResult<bool> {
-        let command = doc! { "create": &ns.coll };
-        match self.client.database(&ns.db).run_command(command).run() {
-            Ok(_) => Ok(true),
+        let db = self.client.database(&ns.db);
+        match self.retrying("create", || db.create_collection(&ns.coll).run()) {
+            Ok(()) => Ok(true),
             Err(e) if command_code(&e) == Some(NAMESPACE_EXISTS) => Ok(false),
             Err(e) => Err(mongo_error(e, &self.url)),
         }
@@ -152,9 +305,7 @@ impl Store for MongoStore {
         if !self.list_collections(&ns.db)?.contains(&ns.coll) {
             return Ok(false);
         }
-        self.coll(ns)
-            .drop()
-            .run()
+        self.retrying("drop", || self.coll(ns).drop().run())
             .map_err(|e| mongo_error(e, &self.url))?;
         Ok(true)
     }
@@ -166,7 +317,10 @@ impl Store for MongoStore {
             "to": to.to_string(),
             "dropTarget": false,
         };
-        match self.client.database("admin").run_command(command).run() {
+        let admin = self.client.database("admin");
+        match self.retrying("renameCollection", || {
+            admin.run_command(command.clone()).run()
+        }) {
             Ok(_) => Ok(()),
             Err(e) if command_code(&e) == Some(NAMESPACE_EXISTS) => {
                 Err(StoreError::Exists(to.to_string()))
@@ -179,21 +333,21 @@ impl Store for MongoStore {
     }
 
     fn count(&self, ns: &Ns) -> StoreResult<u64> {
-        self.coll(ns)
-            .count_documents(doc! {})
-            .run()
+        self.retrying("count", || self.coll(ns).count_documents(doc! {}).run())
             .map_err(|e| mongo_error(e, &self.url))
     }
 
     fn scan(&self, ns: &Ns, scan: &Scan) -> StoreResult<DocStream<'_>> {
         let (filter, sort) = scan_filter(scan);
         let cursor = self
-            .coll(ns)
-            .find(filter)
-            .sort(sort)
-            .batch_size(scan.batch_size.max(1))
-            .allow_disk_use(true)
-            .run()
+            .retrying("find", || {
+                self.coll(ns)
+                    .find(filter.clone())
+                    .sort(sort.clone())
+                    .batch_size(scan.batch_size.max(1))
+                    .allow_disk_use(true)
+                    .run()
+            })
             .map_err(|e| mongo_error(e, &self.url))?;
         let url = self.url.clone();
         Ok(Box::new(
@@ -205,152 +359,118 @@ impl Store for MongoStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let cursor = self
-            .coll(ns)
-            .find(doc! { "_id": { "$in": ids.to_vec() } })
-            .run()
-            .map_err(|e| mongo_error(e, &self.url))?;
-        cursor
-            .map(|d| d.map_err(|e| mongo_error(e, &self.url)))
-            .collect()
+        let filter = doc! { "_id": { "$in": ids.to_vec() } };
+        self.retrying("find", || {
+            self.coll(ns)
+                .find(filter.clone())
+                .run()?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|e| mongo_error(e, &self.url))
     }
 
     fn insert_many(&self, ns: &Ns, docs: &[Document]) -> StoreResult<()> {
-        let replies = self.write_chunks(ns, "insert", "documents", docs.to_vec())?;
-        for chunk in replies {
-            check_write_errors(ns, &chunk.reply)?;
+        if docs.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        if let Some(too_big) = docs.iter().find_map(|d| too_large(ns, d)) {
+            return Err(too_big);
+        }
+        let coll = self.coll(ns);
+        let result = self.retrying("insert", || coll.insert_many(docs).ordered(true).run());
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if let ErrorKind::InsertMany(failure) = e.kind.as_ref() {
+                    if let Some(w) = failure.write_errors.as_ref().and_then(|w| w.first()) {
+                        let id = docs
+                            .get(w.index)
+                            .and_then(|d| d.get("_id"))
+                            .cloned()
+                            .unwrap_or(Bson::Null);
+                        return Err(if w.code == DUPLICATE_KEY {
+                            duplicate_key(ns, &w.message)
+                        } else {
+                            refused(
+                                ns,
+                                &id,
+                                format!("{} (code {})", redact_text(&w.message), w.code),
+                            )
+                        });
+                    }
+                    if let Some(w) = &failure.write_concern_error {
+                        return Err(StoreError::WriteConcern {
+                            ns: ns.to_string(),
+                            message: format!("{} (code {})", redact_text(&w.message), w.code),
+                        });
+                    }
+                }
+                Err(mongo_error(e, &self.url))
+            }
+        }
     }
 
     fn upsert_many(&self, ns: &Ns, docs: &[Document]) -> StoreResult<()> {
-        let mut statements = Vec::with_capacity(docs.len());
-        for d in docs {
+        if let Some(too_big) = docs.iter().find_map(|d| too_large(ns, d)) {
+            return Err(too_big);
+        }
+        let coll = self.coll(ns);
+        self.in_parallel(docs, |d| {
             let id = require_id(d)?;
-            statements.push(doc! { "q": { "_id": id.clone() }, "u": d.clone(), "upsert": true });
-        }
-        for chunk in self.write_chunks(ns, "update", "updates", statements)? {
-            check_write_errors(ns, &chunk.reply)?;
-        }
+            self.retrying("replace", || {
+                coll.replace_one(doc! { "_id": id.clone() }, d)
+                    .upsert(true)
+                    .run()
+            })
+            .map(|_| ())
+            .map_err(|e| self.write_error(ns, id, e))
+        })?;
         Ok(())
     }
 
-    fn put_if(&self, ns: &Ns, writes: &[(Document, Precondition)]) -> StoreResult<Vec<bool>> {
-        let mut done = vec![false; writes.len()];
-        let mut inserts = Vec::new();
-        let mut insert_slots = Vec::new();
-        let mut updates = Vec::new();
-        let mut update_slots = Vec::new();
-        for (slot, (d, condition)) in writes.iter().enumerate() {
-            let id = require_id(d)?.clone();
-            match condition {
-                Precondition::Absent => {
-                    inserts.push(d.clone());
-                    insert_slots.push(slot);
-                }
-                Precondition::Unchanged(expected) => {
-                    let q = exactly(&id, expected);
-                    updates.push(doc! { "q": q, "u": d.clone(), "upsert": false });
-                    update_slots.push(slot);
-                }
-            }
-        }
-        for chunk in self.write_chunks(ns, "insert", "documents", inserts)? {
-            let refused = failed_indexes(ns, &chunk.reply, true)?;
-            for i in (0..chunk.len).filter(|i| !refused.contains(i)) {
-                done[insert_slots[chunk.start + i]] = true;
-            }
-        }
-        if !updates.is_empty() {
-            let replies = self.write_chunks(ns, "update", "updates", updates)?;
-            for chunk in &replies {
-                check_write_errors(ns, &chunk.reply)?;
-            }
-            let all_matched = replies
-                .iter()
-                .all(|c| c.reply.get_i32("n").unwrap_or(0) as usize == c.len);
-            if all_matched {
-                for slot in &update_slots {
-                    done[*slot] = true;
-                }
-            } else {
-                // The reply counts matches but does not say which: ask the
-                // store which documents now hold exactly what was written.
-                let ids: Vec<Bson> = update_slots
-                    .iter()
-                    .filter_map(|s| writes[*s].0.get("_id").cloned())
-                    .collect();
-                let stored = self.get_many(ns, &ids)?;
-                for slot in &update_slots {
-                    let wanted = &writes[*slot].0;
-                    done[*slot] = stored.iter().any(|s| same_bytes(s, wanted));
-                }
-            }
-        }
-        Ok(done)
+    fn patch_many(&self, ns: &Ns, patches: &[Patch]) -> StoreResult<Vec<Outcome>> {
+        self.in_parallel(patches, |p| self.patch_one(ns, p))
     }
 
     fn update_fields(&self, ns: &Ns, updates: &[FieldUpdate]) -> StoreResult<u64> {
-        let statements: Vec<Document> = updates
-            .iter()
-            .map(|u| {
-                let mut change = Document::new();
-                if !u.set.is_empty() {
-                    change.insert("$set", u.set.clone());
-                }
-                if !u.unset.is_empty() {
-                    let unset: Document = u
-                        .unset
-                        .iter()
-                        .map(|k| (k.clone(), Bson::String(String::new())))
-                        .collect();
-                    change.insert("$unset", unset);
-                }
-                doc! { "q": { "_id": u.id.clone() }, "u": change, "upsert": false }
+        let coll = self.coll(ns);
+        let matched = self.in_parallel(updates, |u| {
+            let mut change = Document::new();
+            if !u.set.is_empty() {
+                change.insert("$set", u.set.clone());
+            }
+            if !u.unset.is_empty() {
+                let unset: Document = u
+                    .unset
+                    .iter()
+                    .map(|k| (k.clone(), Bson::String(String::new())))
+                    .collect();
+                change.insert("$unset", unset);
+            }
+            if change.is_empty() {
+                return Ok(0);
+            }
+            self.retrying("update", || {
+                coll.update_one(doc! { "_id": u.id.clone() }, change.clone())
+                    .run()
             })
-            .filter(|s| s.get_document("u").map(|u| !u.is_empty()).unwrap_or(false))
-            .collect();
-        let mut matched = 0;
-        for chunk in self.write_chunks(ns, "update", "updates", statements)? {
-            check_write_errors(ns, &chunk.reply)?;
-            matched += chunk.reply.get_i32("n").unwrap_or(0) as u64;
-        }
-        Ok(matched)
+            .map(|r| r.matched_count)
+            .map_err(|e| self.write_error(ns, &u.id, e))
+        })?;
+        Ok(matched.iter().sum())
     }
 
     fn delete_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<u64> {
-        let statements: Vec<Document> = ids
-            .chunks(CHUNK_DOCS)
-            .map(|chunk| doc! { "q": { "_id": { "$in": chunk.to_vec() } }, "limit": 0 })
-            .collect();
+        let coll = self.coll(ns);
         let mut deleted = 0;
-        for chunk in self.write_chunks(ns, "delete", "deletes", statements)? {
-            check_write_errors(ns, &chunk.reply)?;
-            deleted += chunk.reply.get_i32("n").unwrap_or(0) as u64;
+        for chunk in ids.chunks(CHUNK_DOCS) {
+            let filter = doc! { "_id": { "$in": chunk.to_vec() } };
+            deleted += self
+                .retrying("delete", || coll.delete_many(filter.clone()).run())
+                .map_err(|e| self.write_error(ns, &Bson::Null, e))?
+                .deleted_count;
         }
         Ok(deleted)
-    }
-
-    fn delete_if_unchanged(&self, ns: &Ns, docs: &[Document]) -> StoreResult<Vec<bool>> {
-        let ids: Vec<Bson> = docs.iter().filter_map(|d| d.get("_id").cloned()).collect();
-        let before = self.get_many(ns, &ids)?;
-        let mut statements = Vec::new();
-        for d in docs {
-            statements.push(doc! { "q": exactly(require_id(d)?, d), "limit": 1 });
-        }
-        for chunk in self.write_chunks(ns, "delete", "deletes", statements)? {
-            check_write_errors(ns, &chunk.reply)?;
-        }
-        // The reply counts deletions but does not say which: a document was
-        // deleted if it was stored exactly as given and is gone now.
-        let after = self.get_many(ns, &ids)?;
-        Ok(docs
-            .iter()
-            .map(|d| {
-                before.iter().any(|s| same_bytes(s, d))
-                    && !after.iter().any(|s| s.get("_id") == d.get("_id"))
-            })
-            .collect())
     }
 
     fn create_index(&self, ns: &Ns, spec: &IndexSpec) -> StoreResult<bool> {
@@ -367,7 +487,9 @@ impl Store for MongoStore {
             .unique(spec.unique)
             .build();
         let model = IndexModel::builder().keys(keys).options(options).build();
-        match self.coll(ns).create_index(model).run() {
+        match self.retrying("createIndexes", || {
+            self.coll(ns).create_index(model.clone()).run()
+        }) {
             Ok(_) => Ok(true),
             Err(e) if command_code(&e) == Some(DUPLICATE_KEY) => Err(StoreError::DuplicateKey {
                 ns: ns.to_string(),
@@ -412,76 +534,8 @@ fn scan_filter(scan: &Scan) -> (Document, Document) {
     }
 }
 
-/// A filter that matches the document `_id` only while every top-level field
-/// still equals `expected` (embedded documents compare exactly, field order
-/// included, as MongoDB's equality does).
-fn exactly(id: &Bson, expected: &Document) -> Document {
-    let mut q = doc! { "_id": id.clone() };
-    for (k, v) in expected {
-        if k != "_id" {
-            q.insert(k.clone(), doc! { "$eq": v.clone() });
-        }
-    }
-    q
-}
-
-/// Splits statements into chunks bounded by count and encoded size.
-fn chunks(items: Vec<Document>) -> Vec<Vec<Document>> {
-    let mut out = Vec::new();
-    let mut current = Vec::new();
-    let mut bytes = 0;
-    for item in items {
-        let size = bson::to_vec(&item).map(|v| v.len()).unwrap_or(0);
-        if !current.is_empty() && (bytes + size > CHUNK_BYTES || current.len() >= CHUNK_DOCS) {
-            out.push(std::mem::take(&mut current));
-            bytes = 0;
-        }
-        bytes += size;
-        current.push(item);
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}
-
-/// The reply to one chunk of a write command, with the statements it answers.
-struct ChunkReply {
-    start: usize,
-    len: usize,
-    reply: Document,
-}
-
 fn same_bytes(a: &Document, b: &Document) -> bool {
     matches!((bson::to_vec(a), bson::to_vec(b)), (Ok(x), Ok(y)) if x == y)
-}
-
-/// The statement indexes a write command refused; duplicate keys are
-/// expected (and returned) only when `duplicates_ok`.
-fn failed_indexes(ns: &Ns, reply: &Document, duplicates_ok: bool) -> StoreResult<Vec<usize>> {
-    let Ok(errors) = reply.get_array("writeErrors") else {
-        return Ok(Vec::new());
-    };
-    let mut indexes = Vec::new();
-    for error in errors.iter().filter_map(Bson::as_document) {
-        let code = error.get_i32("code").unwrap_or(0);
-        let message = error.get_str("errmsg").unwrap_or("");
-        if code == DUPLICATE_KEY && duplicates_ok {
-            indexes.push(error.get_i32("index").unwrap_or(0) as usize);
-        } else if code == DUPLICATE_KEY {
-            return Err(duplicate_key(ns, message));
-        } else {
-            return Err(StoreError::Mongo(format!(
-                "write to {ns} failed: {} (code {code})",
-                redact_text(message)
-            )));
-        }
-    }
-    Ok(indexes)
-}
-
-fn check_write_errors(ns: &Ns, reply: &Document) -> StoreResult<()> {
-    failed_indexes(ns, reply, false).map(|_| ())
 }
 
 fn duplicate_key(ns: &Ns, message: &str) -> StoreError {
@@ -517,4 +571,41 @@ fn mongo_error(e: MongoError, url: &str) -> StoreError {
         Some(code) => StoreError::Mongo(format!("{text} (code {code})")),
         None => StoreError::Mongo(text),
     }
+}
+
+/// Whether a failure is worth trying again: the connection dropped or timed
+/// out, no server could be selected yet, or the server answered with one of
+/// the codes the drivers treat as retryable.
+fn transient(e: &MongoError) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::ServerSelection { .. } => true,
+        ErrorKind::Command(c) => RETRYABLE_CODES.contains(&c.code),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => RETRYABLE_CODES.contains(&w.code),
+        _ => e.contains_label("RetryableWriteError") || e.contains_label("NetworkError"),
+    }
+}
+
+fn refused(ns: &Ns, id: &Bson, message: String) -> StoreError {
+    StoreError::Refused {
+        ns: ns.to_string(),
+        id: id.to_string(),
+        message,
+    }
+}
+
+/// The refusal MongoDB would give a document over 16 MiB, given before
+/// sending it.
+fn too_large(ns: &Ns, doc: &Document) -> Option<StoreError> {
+    let bytes = bson::to_vec(doc).map_or(usize::MAX, |v| v.len());
+    (bytes > MAX_DOCUMENT_BYTES).then(|| {
+        refused(
+            ns,
+            doc.get("_id").unwrap_or(&Bson::Null),
+            format!(
+                "the document would be {bytes} bytes, over MongoDB's limit of {MAX_DOCUMENT_BYTES}"
+            ),
+        )
+    })
 }

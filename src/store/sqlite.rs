@@ -7,13 +7,15 @@
 //! write. Every batch is one transaction; the database runs in WAL mode.
 
 use super::keys::{raw_sort_key, raw_value_at_path, sort_key};
+use super::patch::{self, Op, Outcome, Patch, MAX_DOCUMENT_BYTES};
 use super::{
-    After, DocStream, FieldUpdate, IndexSpec, Ns, Order, Precondition, Scan, Store, StoreError,
-    StoreResult,
+    After, DocStream, FieldUpdate, IndexSpec, Ns, Order, Scan, Store, StoreError, StoreResult,
 };
 use bson::{Bson, Document, RawDocument};
 use rusqlite::functions::FunctionFlags;
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use rusqlite::{
+    params, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior,
+};
 use std::collections::VecDeque;
 
 /// A store in one SQLite file (or in memory, for tests: `sqlite::memory:`).
@@ -67,6 +69,17 @@ impl SqliteStore {
             conn,
             path: path.to_string(),
         })
+    }
+
+    /// Every write takes SQLite's write lock up front (`BEGIN IMMEDIATE`):
+    /// a second writer waits for it (busy timeout) instead of failing with
+    /// SQLITE_BUSY when it tries to upgrade a read, so two racing runners
+    /// meet at the migration lock and the loser gets exit 4.
+    fn write_transaction(&self) -> StoreResult<Transaction<'_>> {
+        Ok(Transaction::new_unchecked(
+            &self.conn,
+            TransactionBehavior::Immediate,
+        )?)
     }
 
     fn collection_id(&self, ns: &Ns) -> StoreResult<Option<i64>> {
@@ -193,6 +206,9 @@ impl SqliteStore {
         bytes: Vec<u8>,
         replace: bool,
     ) -> StoreResult<()> {
+        if bytes.len() > MAX_DOCUMENT_BYTES {
+            return Err(too_large(ns, id, bytes.len()));
+        }
         let sql = if replace {
             format!("INSERT INTO {table} (k, doc) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET doc = excluded.doc")
         } else {
@@ -203,6 +219,62 @@ impl SqliteStore {
             .execute(params![sort_key(id), bytes])
             .map_err(|e| self.duplicate_or(e, ns, id))?;
         Ok(())
+    }
+}
+
+impl SqliteStore {
+    /// Runs one patch inside the caller's transaction, one operation at a
+    /// time, writing after each as MongoDB would; the first operation whose
+    /// guards fail (or that is refused) stops it.
+    fn patch_one(&self, ns: &Ns, table: &str, p: &Patch) -> StoreResult<Outcome> {
+        let key = sort_key(Some(&p.id));
+        let mut current = match self.stored_bytes(table, &key)? {
+            Some(blob) => Some(decode(&blob)?),
+            None => None,
+        };
+        for op in &p.ops {
+            let refused = |message: String| StoreError::Refused {
+                ns: ns.to_string(),
+                id: p.id.to_string(),
+                message,
+            };
+            match (op, current.as_mut()) {
+                (Op::Insert(_), Some(_)) => return Ok(Outcome::Conflict),
+                (Op::Insert(doc), None) => match self.write_one(ns, table, doc, false) {
+                    Ok(()) => current = Some(doc.clone()),
+                    Err(e @ (StoreError::DuplicateKey { .. } | StoreError::Refused { .. })) => {
+                        return Ok(Outcome::Refused(e))
+                    }
+                    Err(e) => return Err(e),
+                },
+                (Op::Update(_) | Op::Delete(_), None) => return Ok(Outcome::Conflict),
+                (Op::Update(step), Some(doc)) => {
+                    let mut next = doc.clone();
+                    match patch::apply_step(&mut next, step) {
+                        Ok(false) => return Ok(Outcome::Conflict),
+                        Err(message) => return Ok(Outcome::Refused(refused(message))),
+                        Ok(true) => {}
+                    }
+                    match self.write_one(ns, table, &next, true) {
+                        Ok(()) => *doc = next,
+                        Err(e @ (StoreError::DuplicateKey { .. } | StoreError::Refused { .. })) => {
+                            return Ok(Outcome::Refused(e))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                (Op::Delete(guards), Some(doc)) => {
+                    if !patch::guards_hold(doc, guards) {
+                        return Ok(Outcome::Conflict);
+                    }
+                    self.conn
+                        .prepare_cached(&format!("DELETE FROM {table} WHERE k = ?1"))?
+                        .execute(params![key])?;
+                    current = None;
+                }
+            }
+        }
+        Ok(Outcome::Applied)
     }
 }
 
@@ -228,7 +300,7 @@ impl Store for SqliteStore {
     }
 
     fn create_collection(&self, ns: &Ns) -> StoreResult<bool> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         let (_, created) = self.ensure_collection(ns)?;
         tx.commit()?;
         Ok(created)
@@ -238,7 +310,7 @@ impl Store for SqliteStore {
         let Some(id) = self.collection_id(ns)? else {
             return Ok(false);
         };
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", table(id)))?;
         tx.execute("DELETE FROM edn_indexes WHERE coll_id = ?1", params![id])?;
         tx.execute("DELETE FROM edn_collections WHERE id = ?1", params![id])?;
@@ -305,7 +377,7 @@ impl Store for SqliteStore {
     }
 
     fn insert_many(&self, ns: &Ns, docs: &[Document]) -> StoreResult<()> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         let table = self.table_for_write(ns)?;
         for doc in docs {
             if doc.contains_key("_id") {
@@ -321,7 +393,7 @@ impl Store for SqliteStore {
     }
 
     fn upsert_many(&self, ns: &Ns, docs: &[Document]) -> StoreResult<()> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         let table = self.table_for_write(ns)?;
         let refs: Vec<&Document> = docs.iter().collect();
         for (doc, bytes) in docs.iter().zip(encode_all(&refs)?) {
@@ -332,25 +404,15 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn put_if(&self, ns: &Ns, writes: &[(Document, Precondition)]) -> StoreResult<Vec<bool>> {
-        let tx = self.conn.unchecked_transaction()?;
+    fn patch_many(&self, ns: &Ns, patches: &[Patch]) -> StoreResult<Vec<Outcome>> {
+        let tx = self.write_transaction()?;
         let table = self.table_for_write(ns)?;
-        let mut done = Vec::with_capacity(writes.len());
-        let docs: Vec<&Document> = writes.iter().map(|(d, _)| d).collect();
-        for ((doc, condition), bytes) in writes.iter().zip(encode_all(&docs)?) {
-            let id = require_id(doc)?;
-            let stored = self.stored_bytes(&table, &sort_key(Some(id)))?;
-            let holds = match condition {
-                Precondition::Absent => stored.is_none(),
-                Precondition::Unchanged(expected) => stored == Some(encode(expected)?),
-            };
-            if holds {
-                self.write_encoded(ns, &table, Some(id), bytes, true)?;
-            }
-            done.push(holds);
+        let mut outcomes = Vec::with_capacity(patches.len());
+        for p in patches {
+            outcomes.push(self.patch_one(ns, &table, p)?);
         }
         tx.commit()?;
-        Ok(done)
+        Ok(outcomes)
     }
 
     fn update_fields(&self, ns: &Ns, updates: &[FieldUpdate]) -> StoreResult<u64> {
@@ -358,7 +420,7 @@ impl Store for SqliteStore {
             return Ok(0);
         };
         let table = table(id);
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         let mut matched = 0;
         for update in updates {
             let key = sort_key(Some(&update.id));
@@ -379,7 +441,7 @@ impl Store for SqliteStore {
         let Some(id) = self.collection_id(ns)? else {
             return Ok(0);
         };
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         let mut deleted = 0;
         {
             let mut stmt = self
@@ -393,32 +455,11 @@ impl Store for SqliteStore {
         Ok(deleted)
     }
 
-    fn delete_if_unchanged(&self, ns: &Ns, docs: &[Document]) -> StoreResult<Vec<bool>> {
-        let Some(id) = self.collection_id(ns)? else {
-            return Ok(vec![false; docs.len()]);
-        };
-        let table = table(id);
-        let tx = self.conn.unchecked_transaction()?;
-        let mut done = Vec::with_capacity(docs.len());
-        for doc in docs {
-            let key = sort_key(Some(require_id(doc)?));
-            let holds = self.stored_bytes(&table, &key)? == Some(encode(doc)?);
-            if holds {
-                self.conn
-                    .prepare_cached(&format!("DELETE FROM {table} WHERE k = ?1"))?
-                    .execute(params![key])?;
-            }
-            done.push(holds);
-        }
-        tx.commit()?;
-        Ok(done)
-    }
-
     fn create_index(&self, ns: &Ns, spec: &IndexSpec) -> StoreResult<bool> {
         if spec.keys.is_empty() {
             return Err(StoreError::BadName(spec.name.clone()));
         }
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.write_transaction()?;
         let (coll_id, _) = self.ensure_collection(ns)?;
         let exists: Option<i64> = self
             .conn
@@ -557,6 +598,16 @@ fn check_name(name: &str) -> StoreResult<()> {
         return Err(StoreError::BadName(name.to_string()));
     }
     Ok(())
+}
+
+fn too_large(ns: &Ns, id: Option<&Bson>, bytes: usize) -> StoreError {
+    StoreError::Refused {
+        ns: ns.to_string(),
+        id: id.map_or_else(|| "?".into(), |v| v.to_string()),
+        message: format!(
+            "the document would be {bytes} bytes, over MongoDB's limit of {MAX_DOCUMENT_BYTES}"
+        ),
+    }
 }
 
 fn require_id(doc: &Document) -> StoreResult<&Bson> {

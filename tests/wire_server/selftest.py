@@ -475,6 +475,69 @@ def exits_on_sigterm(c, db, events):
     proc.wait(timeout=10)
 
 
+@test
+def equality_is_as_strict_as_mongodb(c, db, events):
+    coll = db.strict
+    coll.insert_many([
+        {"_id": 1, "e": {"a": 1, "b": 2}, "flag": True, "n": Int64(5), "z": None},
+        {"_id": 2, "e": {"b": 2, "a": 1}, "flag": 1, "n": 5.0},
+    ])
+    ids = lambda q: sorted(d["_id"] for d in coll.find(q))
+    assert ids({"e": {"a": 1, "b": 2}}) == [1], "embedded documents compare in field order"
+    assert ids({"e": {"$in": [{"b": 2, "a": 1}]}}) == [2]
+    assert ids({"flag": True}) == [1] and ids({"flag": 1}) == [2], "booleans are not numbers"
+    assert ids({"n": 5}) == [1, 2], "numbers compare by value"
+    assert ids({"n": {"$type": "long"}}) == [1] and ids({"n": {"$type": "double"}}) == [2]
+    assert ids({"z": {"$type": "null"}}) == [1], "$type null is not a missing field"
+    assert ids({"z": None}) == [1, 2], "but {z: null} matches missing too"
+    assert ids({"e.a": {"$nin": [1]}}) == []
+
+
+@test
+def updates_refuse_conflicts_and_add_fields_in_path_order(c, db, events):
+    coll = db.upd_order
+    coll.insert_one({"_id": 1, "a": {"z": 0}, "list": [1]})
+    coll.update_one({"_id": 1}, {"$set": {"a.y": 1, "a.b": 2, "a.10": 3, "a.9": 4}})
+    assert list(coll.find_one({"_id": 1})["a"]) == ["z", "9", "10", "b", "y"]
+    expect_code(40, coll.update_one, {"_id": 1}, {"$set": {"list.0": 5}, "$push": {"list": 6}})
+
+
+@test
+def documents_over_16_mib_are_refused(c, db, events):
+    coll = db.big
+    coll.insert_one({"_id": 1, "pad": "x" * (9 * 1024 * 1024)})
+    expect_code(17419, coll.update_one, {"_id": 1}, {"$set": {"more": "y" * (8 * 1024 * 1024)}})
+    assert "more" not in coll.find_one({"_id": 1}), "a refused update changes nothing"
+
+
+@test
+def faults_drop_connections_and_answer_retryable_errors(c, db, events):
+    proc, port = start_server("--error-every", "2", "--error-code", "91")
+    try:
+        with MongoClient("mongodb://127.0.0.1:%d/?directConnection=true&retryReads=false"
+                         "&serverSelectionTimeoutMS=5000" % port) as cl:
+            cl.f.c.insert_one({"_id": 1})
+            try:
+                cl.f.c.insert_one({"_id": 2})
+                raise AssertionError("expected the injected error")
+            except Exception as exc:  # noqa: BLE001 - pymongo: NotPrimaryError
+                assert (getattr(exc, "details", None) or {}).get("code") == 91, exc
+            assert cl.f.c.count_documents({}) == 1, "the faulted insert did not run"
+            cl.admin.command("ednFaults", 1, dropEvery=2, errorEvery=0)
+            cl.f.c.insert_one({"_id": 3})
+            try:
+                cl.f.c.insert_one({"_id": 4})
+                raise AssertionError("the connection should have dropped")
+            except Exception as e:  # noqa: BLE001 - AutoReconnect and friends
+                assert "injected" not in str(e)
+            reply = cl.admin.command("ednFaults", 1, dropEvery=0)
+            assert reply["injected"] >= 2, reply
+            assert cl.f.c.find_one({"_id": 4}) == {"_id": 4}, "a dropped command still ran"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def main():
     proc, port = start_server("--exit-on-stdin-eof")
     events = Commands()

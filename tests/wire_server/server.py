@@ -37,6 +37,20 @@ find/aggregate runs. listDatabases shows only databases holding data (no
 admin/config/local). What mongomock does not implement fails with an error
 reply (mostly code 115 CommandNotSupported), not silently.
 
+Stricter than mongomock, as strict as MongoDB: equality compares embedded
+documents field by field in order and never equates booleans with numbers;
+$type knows null, int/long, numeric codes and lists; arrays sort by their
+smallest element; update paths that overlap are refused (code 40) and new
+fields are added in MongoDB's path order; documents and statements over
+16 MiB are refused (10334, 17419).
+
+Fault injection (for tests): --drop-every K runs every K-th command and then
+closes the connection without replying; --error-every K answers every K-th
+command with --error-code (default 91) without running it. Handshake and
+monitoring commands are never faulted. The test command
+{ednFaults: 1, dropEvery: K, errorEvery: K, errorCode: C} changes the
+schedule at run time and answers how many faults were injected.
+
 Fidelity: documents keep their field order and their BSON types (int32 vs
 int64 vs double, UTC datetimes at millisecond precision, ObjectId, ...); the
 few places where mongomock loses an int64 ($inc, $sum) are patched below.
@@ -46,8 +60,12 @@ test fixtures (1,000 docs in about a second), slow for tens of thousands.
 """
 
 import argparse
+import functools
 import itertools
+import numbers
+import operator
 import os
+import re
 import signal
 import socketserver
 import struct
@@ -62,8 +80,14 @@ from datetime import datetime, timezone
 import bson
 import mongomock
 from bson import ObjectId
+from bson.code import Code
 from bson.codec_options import CodecOptions, DatetimeConversion
+from bson.decimal128 import Decimal128
 from bson.int64 import Int64
+from bson.max_key import MaxKey
+from bson.min_key import MinKey
+from bson.regex import Regex
+from bson.timestamp import Timestamp
 from mongomock import aggregate as mm_aggregate
 from mongomock import collection as mm_collection
 from mongomock import filtering as mm_filtering
@@ -129,13 +153,260 @@ mm_aggregate._PIPELINE_HANDLERS["$group"] = _group_id_first
 mm_aggregate._GROUPING_OPERATOR_MAP["$sum"] = _sum_keeping_int64
 
 # --------------------------------------------------------------------------
+# Where mongomock is laxer than MongoDB, this server is made as strict as
+# MongoDB (never the other way round): the tool's guarded writes depend on
+# exact equality, so a test must not pass here and fail against mongod.
+# --------------------------------------------------------------------------
+
+
+NOTHING = mm_filtering.NOTHING
+
+
+def type_class(v):
+    """MongoDB's canonical type order (bsontypes.h canonicalizeBSONType)."""
+    if isinstance(v, MinKey):
+        return -1
+    if v is None:
+        return 5
+    if isinstance(v, bool):
+        return 40
+    if isinstance(v, (numbers.Number, Decimal128)):
+        return 10
+    if isinstance(v, str):
+        return 15
+    if isinstance(v, dict):
+        return 20
+    if isinstance(v, (list, tuple)):
+        return 25
+    if isinstance(v, bytes):
+        return 30
+    if isinstance(v, ObjectId):
+        return 35
+    if isinstance(v, datetime):
+        return 45
+    if isinstance(v, Timestamp):
+        return 47
+    if isinstance(v, (Regex, re.Pattern)):
+        return 50
+    if isinstance(v, Code):
+        return 60
+    if isinstance(v, MaxKey):
+        return 127
+    raise NotImplementedError("no BSON type order for %r" % type(v))
+
+
+def as_number(v):
+    return float(v.to_decimal()) if isinstance(v, Decimal128) else v
+
+
+def strict_eq(a, b):
+    """MongoDB equality: numbers by value across int/long/double, embedded
+    documents field by field IN ORDER, booleans never equal to numbers.
+    (mongomock uses Python's ==, which ignores field order and has
+    True == 1.)"""
+    if a is NOTHING or b is NOTHING:
+        return a is b
+    if type_class(a) != type_class(b):
+        return False
+    if isinstance(a, dict):
+        return len(a) == len(b) and all(
+            ka == kb and strict_eq(va, vb) for (ka, va), (kb, vb) in zip(a.items(), b.items()))
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(strict_eq(x, y) for x, y in zip(a, b))
+    if type_class(a) == 10:
+        x, y = as_number(a), as_number(b)
+        return x == y or (x != x and y != y)  # NaN equals NaN in MongoDB
+    return a == b
+
+
+def eq_op(doc_val, search):
+    if doc_val is NOTHING:
+        return search is None
+    if isinstance(doc_val, list) and any(strict_eq(e, search) for e in doc_val):
+        return True
+    return strict_eq(doc_val, search)
+
+
+def in_op(doc_val, values):
+    if not isinstance(values, (list, tuple)):
+        raise OperationFailure("$in needs an array")
+    for v in values:
+        if isinstance(v, (Regex, re.Pattern)):
+            if mm_filtering._regex(doc_val, v if isinstance(v, re.Pattern) else v.try_compile()):
+                return True
+        elif eq_op(doc_val, v):
+            return True
+    return False
+
+
+TYPE_CODES = {1: "double", 2: "string", 3: "object", 4: "array", 5: "binData", 6: "undefined",
+              7: "objectId", 8: "bool", 9: "date", 10: "null", 11: "regex", 13: "javascript",
+              14: "symbol", 15: "javascriptWithScope", 16: "int", 17: "timestamp", 18: "long",
+              19: "decimal", -1: "minKey", 127: "maxKey"}
+
+
+def aliases(v):
+    """Every $type alias a single value answers to."""
+    if v is None:
+        return {"null"}
+    if isinstance(v, bool):
+        return {"bool"}
+    if isinstance(v, Int64):
+        return {"long", "number"}
+    if isinstance(v, int):
+        return {"int" if v.bit_length() < 32 else "long", "number"}
+    if isinstance(v, float):
+        return {"double", "number"}
+    if isinstance(v, Decimal128):
+        return {"decimal", "number"}
+    if isinstance(v, str):
+        return {"string"}
+    if isinstance(v, dict):
+        return {"object"}
+    if isinstance(v, list):
+        return {"array"}
+    if isinstance(v, bytes):
+        return {"binData"}
+    if isinstance(v, ObjectId):
+        return {"objectId"}
+    if isinstance(v, datetime):
+        return {"date"}
+    if isinstance(v, Timestamp):
+        return {"timestamp"}
+    if isinstance(v, (Regex, re.Pattern)):
+        return {"regex"}
+    if isinstance(v, Code):
+        return {"javascriptWithScope" if v.scope is not None else "javascript"}
+    if isinstance(v, MinKey):
+        return {"minKey"}
+    if isinstance(v, MaxKey):
+        return {"maxKey"}
+    return set()
+
+
+def type_op(doc_val, spec):
+    wanted = set()
+    for item in spec if isinstance(spec, list) else [spec]:
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            if int(item) not in TYPE_CODES:
+                raise OperationFailure("invalid numerical type code: %r" % item)
+            wanted.add(TYPE_CODES[int(item)])
+        elif isinstance(item, str) and (item in TYPE_CODES.values() or item == "number"):
+            wanted.add(item)
+        else:
+            raise OperationFailure("unknown type name alias: %r" % (item,))
+    if doc_val is NOTHING:
+        return False
+    if aliases(doc_val) & wanted:
+        return True
+    return isinstance(doc_val, list) and any(aliases(e) & wanted for e in doc_val)
+
+
+def rewrite_filter(f):
+    """`{path: value}` becomes `{path: {$eq: value}}` (at every level), so every
+    equality goes through the strict operator above."""
+    if not isinstance(f, dict):
+        return f
+    out = {}
+    for key, value in f.items():
+        if key in ("$and", "$or", "$nor") and isinstance(value, list):
+            out[key] = [rewrite_filter(q) for q in value]
+        elif key.startswith("$"):
+            out[key] = value
+        elif isinstance(value, dict) and value and all(k.startswith("$") for k in value):
+            ops = dict(value)
+            if isinstance(ops.get("$elemMatch"), dict):
+                ops["$elemMatch"] = rewrite_filter(ops["$elemMatch"]) if not all(
+                    k.startswith("$") for k in ops["$elemMatch"]) else ops["$elemMatch"]
+            out[key] = ops
+        elif isinstance(value, (Regex, re.Pattern)):
+            out[key] = value
+        else:
+            out[key] = {"$eq": value}
+    return out
+
+
+_original_filter_applies = mm_filtering.filter_applies
+
+
+def strict_filter_applies(search_filter, document):
+    return _original_filter_applies(rewrite_filter(search_filter), document)
+
+
+def sort_compare(a, b):
+    if mm_filtering.bson_compare(operator.lt, a, b):
+        return -1
+    return 1 if mm_filtering.bson_compare(operator.gt, a, b) else 0
+
+
+def resolve_sort_key(key, doc):
+    """mongomock sorts an array by its first element; MongoDB (ascending) by
+    its smallest, and an empty array before null."""
+    value = mm_filtering.resolve_key(key, doc)
+    if value is NOTHING:
+        return 1, mm_filtering.BsonComparable(None)
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return 0, mm_filtering.BsonComparable(None)
+        return 1, mm_filtering.BsonComparable(min(value, key=functools.cmp_to_key(sort_compare)))
+    return 1, mm_filtering.BsonComparable(value)
+
+
+_ops = mm_filtering._filterer_inst._operator_map
+_ops["$eq"] = eq_op
+_ops["$ne"] = lambda dv, sv: not eq_op(dv, sv)
+_ops["$in"] = in_op
+_ops["$nin"] = lambda dv, sv: not in_op(dv, sv)
+_ops["$type"] = type_op
+mm_filtering._get_compare_type = type_class
+mm_filtering.filter_applies = strict_filter_applies
+mm_collection.filter_applies = strict_filter_applies
+mm_filtering.resolve_sort_key = resolve_sort_key
+
+MAX_BSON = 16 * 1024 * 1024
+MAX_STATEMENT = MAX_BSON + 16 * 1024  # MongoDB's internal headroom
+
+
+def path_parts_order(path):
+    """MongoDB (5.0+) applies update paths part by part, numbers by value."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.split(".")]
+
+
+def overlapping(a, b):
+    short, long = sorted((a, b), key=len)
+    return long == short or long.startswith(short + ".")
+
+
+def prepare_update(u):
+    """Refuse conflicting paths (code 40) as MongoDB does, and order each
+    operator's paths the way MongoDB applies them (new fields land in that
+    order). Across operators mongomock still applies $set before $push etc.;
+    the tool never creates a field with two operators in one update."""
+    paths = []
+    ordered = {}
+    for op, spec in u.items():
+        if op.startswith("$") and isinstance(spec, dict):
+            paths.extend(spec)
+            ordered[op] = dict(sorted(spec.items(), key=lambda kv: path_parts_order(kv[0])))
+        else:
+            ordered[op] = spec
+    for i, a in enumerate(paths):
+        for b in paths[i + 1:]:
+            if overlapping(a, b):
+                raise CommandError(40, "Updating the path '%s' would create a conflict at '%s'"
+                                   % (a, b))
+    return ordered
+
+# --------------------------------------------------------------------------
 # errors
 # --------------------------------------------------------------------------
 
 CODE_NAMES = {
     1: "InternalError", 2: "BadValue", 9: "FailedToParse", 14: "TypeMismatch",
     20: "IllegalOperation", 26: "NamespaceNotFound", 27: "IndexNotFound",
-    43: "CursorNotFound", 48: "NamespaceExists", 59: "CommandNotFound",
+    40: "ConflictingUpdateOperators", 43: "CursorNotFound", 48: "NamespaceExists",
+    59: "CommandNotFound", 91: "ShutdownInProgress", 10334: "BSONObjectTooLarge",
+    17419: "Location17419",
     66: "ImmutableField", 72: "InvalidOptions", 85: "IndexOptionsConflict",
     86: "IndexKeySpecsConflict", 115: "CommandNotSupported", 11000: "DuplicateKey",
     13: "Unauthorized", 18: "AuthenticationFailed", 334: "MechanismUnavailable",
@@ -232,7 +503,19 @@ def cursor_reply(ns, docs, batch_size=None, single_batch=False):
 def apply_update(coll, q, u, upsert=False, multi=False):
     """One update statement through mongomock; returns its UpdateResult."""
     if isinstance(u, list) or (u and next(iter(u)).startswith("$")):
-        return (coll.update_many if multi else coll.update_one)(q, u, upsert=upsert)
+        if isinstance(u, dict):
+            u = prepare_update(u)
+        if multi:
+            return coll.update_many(q, u, upsert=upsert)
+        before = coll.find_one(q)
+        result = coll.update_one(q, u, upsert=upsert)
+        if before is not None:
+            after = coll.find_one({"_id": before["_id"]})
+            if after is not None and len(bson.encode(after)) > MAX_BSON:
+                coll.replace_one({"_id": before["_id"]}, before)
+                raise CommandError(17419, "Resulting document after update is larger than %d"
+                                   % MAX_BSON)
+        return result
     if multi:
         raise CommandError(9, "multi update is not supported for replacement-style update")
     if "_id" in u:
@@ -241,6 +524,8 @@ def apply_update(coll, q, u, upsert=False, multi=False):
         if current is not None and current["_id"] != u["_id"]:
             raise CommandError(66, "Performing an update on the path '_id' would "
                                    "modify the immutable field '_id'")
+    if len(bson.encode(u)) > MAX_BSON:
+        raise CommandError(17419, "Resulting document after update is larger than %d" % MAX_BSON)
     return coll.replace_one(q, u, upsert=upsert)
 
 
@@ -371,6 +656,9 @@ def cmd_insert(db, cmd, conn):
         if "_id" not in doc:
             doc = {"_id": ObjectId(), **doc}  # MongoDB puts a generated _id first
         try:
+            if len(bson.encode(doc)) > MAX_BSON:
+                raise CommandError(10334, "object to insert too large. size in bytes: %d, max size: %d"
+                                   % (len(bson.encode(doc)), MAX_BSON))
             coll.insert_one(doc)
             n += 1
         except Exception as exc:  # noqa: BLE001 - becomes a writeError
@@ -659,11 +947,69 @@ STATS_LOCK = threading.Lock()
 COMPRESSION_STATS = {"zlib": {"compressor": {"bytesIn": Int64(0), "bytesOut": Int64(0)},
                               "decompressor": {"bytesIn": Int64(0), "bytesOut": Int64(0)}}}
 
+# --------------------------------------------------------------------------
+# fault injection: what a flaky network or a failing-over server does
+# --------------------------------------------------------------------------
+
+# Handshake and monitoring commands are never faulted: the driver's monitor
+# must see the server come back.
+NOT_FAULTED = {"hello", "isMaster", "ismaster", "ping", "buildInfo", "buildinfo",
+               "endSessions", "getLastError", "serverStatus", "saslStart", "saslContinue",
+               "ednFaults"}
+FAULTS = {"drop_every": 0, "error_every": 0, "error_code": 91, "count": 0, "injected": 0}
+FAULT_LOCK = threading.Lock()
+
+
+def fault_for(name):
+    """'drop', 'error' or None for the next command of this name."""
+    if name in NOT_FAULTED:
+        return None
+    with FAULT_LOCK:
+        FAULTS["count"] += 1
+        n = FAULTS["count"]
+        if FAULTS["error_every"] and n % FAULTS["error_every"] == 0:
+            FAULTS["injected"] += 1
+            return "error"
+        if FAULTS["drop_every"] and n % FAULTS["drop_every"] == 0:
+            FAULTS["injected"] += 1
+            return "drop"
+    return None
+
+
+def cmd_edn_faults(db, cmd, conn):
+    """Test hook (not a MongoDB command): set the fault schedule; counts
+    restart. Answers how many faults were injected so far."""
+    with FAULT_LOCK:
+        injected = FAULTS["injected"]
+        for key, field in (("drop_every", "dropEvery"), ("error_every", "errorEvery"),
+                           ("error_code", "errorCode")):
+            if field in cmd:
+                FAULTS[key] = int(cmd[field])
+        FAULTS["count"] = 0
+    return {"injected": Int64(injected), "ok": 1.0}
+
+
+COMMANDS["ednFaults"] = cmd_edn_faults
+LOCK_FREE.add(cmd_edn_faults)
+
+
+def oversized(cmd):
+    """The first document of a write command over MongoDB's statement limit."""
+    for field in ("documents", "updates", "deletes"):
+        for doc in cmd.get(field) or []:
+            if isinstance(doc, dict) and len(bson.encode(doc)) > MAX_STATEMENT:
+                return len(bson.encode(doc))
+    return None
+
 
 def run_command(cmd, db, conn, via="OP_MSG"):
     """Dispatch one command document; always returns a reply document."""
     if not cmd:
         return error_doc(9, "empty command")
+    size = oversized(cmd)
+    if size is not None:
+        return error_doc(10334, "BSONObj size: %d is invalid. Size must be between 0 and %d"
+                         % (size, MAX_STATEMENT))
     name = next(iter(cmd))
     db = cmd.get("$db", db)
     handler = COMMANDS.get(name)
@@ -811,7 +1157,15 @@ class Connection(socketserver.BaseRequestHandler):
                 return False
         if opcode == OP_MSG:
             flags, cmd = parse_op_msg(data)
+            fault = fault_for(next(iter(cmd), ""))
+            if fault == "error":
+                reply = error_doc(FAULTS["error_code"], "injected fault: retryable error")
+                payload = struct.pack("<IB", 0, 0) + bson.encode(reply)
+                self.request.sendall(frame(OP_MSG, request_id, payload, compressor))
+                return True
             reply = run_command(cmd, "test", conn)
+            if fault == "drop":
+                return False  # executed, but the reply is lost with the connection
             if not flags & MORE_TO_COME:
                 payload = struct.pack("<IB", 0, 0) + bson.encode(reply)
                 self.request.sendall(frame(OP_MSG, request_id, payload, compressor))
@@ -854,9 +1208,17 @@ def main():
     parser.add_argument("--tls-cert", help="serve TLS with this certificate (PEM)")
     parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
     parser.add_argument("--tls-ca", help="require a client certificate signed by this CA")
+    parser.add_argument("--drop-every", type=int, default=0, metavar="K",
+                        help="run every K-th command, then close the connection without replying")
+    parser.add_argument("--error-every", type=int, default=0, metavar="K",
+                        help="answer every K-th command with --error-code instead of running it")
+    parser.add_argument("--error-code", type=int, default=91,
+                        help="the error code of --error-every (default 91, ShutdownInProgress)")
     args = parser.parse_args()
     VERBOSE = args.verbose
     USERS.update(u.split(":", 1) for u in args.user)
+    FAULTS.update(drop_every=args.drop_every, error_every=args.error_every,
+                  error_code=args.error_code)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     server = Server(("127.0.0.1", args.port), Connection)
     if args.tls_cert:
