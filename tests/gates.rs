@@ -330,24 +330,45 @@ mod sqlite {
         super::validation_lists_every_warning(Tool::sqlite());
     }
 
-    /// Item 7: a stored document over 16 MiB fails validation. Only the
-    /// embedded store can hold one (a MongoDB server refuses it), so this
-    /// case has no wire twin.
+    /// Item 7: a stored document over 16 MiB fails validation. Neither store
+    /// writes one any more (both refuse it, as MongoDB does), but an embedded
+    /// file from an older version or another tool may hold one: it is
+    /// planted here with plain SQL. No wire twin (a MongoDB server cannot
+    /// hold one).
     #[test]
     fn validation_fails_on_a_stored_document_over_16_mib() {
-        use edn_migrate::store::{sqlite::SqliteStore, Ns, Store};
+        use edn_migrate::store::{sort_key, sqlite::SqliteStore, Ns, Store};
         let tool = Tool::sqlite();
         migrated(&tool);
-        let store = SqliteStore::open(tool.store.strip_prefix("sqlite:").unwrap()).unwrap();
+        let path = tool.store.strip_prefix("sqlite:").unwrap();
+        let store = SqliteStore::open(path).unwrap();
         let ns = Ns::new(&tool.drawer_db, "client_drawers");
         let id = bson::Bson::from(format!("client_{U01}"));
-        let mut d = store.get_many(&ns, &[id]).unwrap().remove(0);
+        let mut d = store
+            .get_many(&ns, std::slice::from_ref(&id))
+            .unwrap()
+            .remove(0);
+        drop(store);
         let padding = "x".repeat(17 * 1024 * 1024);
         d.get_document_mut("services")
             .unwrap()
             .insert("padding", padding);
-        store.upsert_many(&ns, &[d]).unwrap();
-        drop(store);
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let table: i64 = conn
+            .query_row(
+                "SELECT id FROM edn_collections WHERE db = ?1 AND name = ?2",
+                [&ns.db, &ns.coll],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let changed = conn
+            .execute(
+                &format!("UPDATE edn_docs_{table} SET doc = ?1 WHERE k = ?2"),
+                rusqlite::params![bson::to_vec(&d).unwrap(), sort_key(Some(&id))],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        drop(conn);
         let out = tool.run(&["phase2", "validate", "--json"]);
         assert_eq!(out.status.code(), Some(3));
         let report = json(&stdout(&out));
