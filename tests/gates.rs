@@ -354,6 +354,22 @@ mod sqlite {
             .unwrap()
             .insert("padding", padding);
         let conn = rusqlite::Connection::open(path).unwrap();
+        // The indexes are on edn_key(); plain SQL needs the same function.
+        conn.create_scalar_function(
+            "edn_key",
+            2,
+            rusqlite::functions::FunctionFlags::SQLITE_UTF8
+                | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| {
+                use edn_migrate::store::keys::{raw_sort_key, raw_value_at_path};
+                let blob = ctx.get_raw(0).as_blob().unwrap_or_default();
+                let path = ctx.get_raw(1).as_str().unwrap_or_default();
+                let doc = bson::RawDocument::from_bytes(blob)
+                    .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?;
+                Ok(raw_sort_key(raw_value_at_path(doc, path)))
+            },
+        )
+        .unwrap();
         let table: i64 = conn
             .query_row(
                 "SELECT id FROM edn_collections WHERE db = ?1 AND name = ?2",
