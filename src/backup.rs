@@ -67,6 +67,59 @@ pub struct Manifest {
     /// When the files were last read back and matched this manifest
     /// (RFC 3339 UTC); `None` if never, or if the last check failed.
     pub verified_at: Option<String>,
+    /// What the backup was taken of, for the gates (`None`: written by a
+    /// version without one, which no gate accepts).
+    #[serde(default)]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// What a backup was taken of: the store and the two databases. With the
+/// collections and counts of the manifest, it lets a gate tell a backup of
+/// *this* store and these databases from one of another store, or of a
+/// misspelled database.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// The store, as [`store_identity`] names it (no credentials).
+    pub store: String,
+    /// The legacy database.
+    pub legacy_db: String,
+    /// The drawer database.
+    pub drawer_db: String,
+}
+
+impl Fingerprint {
+    /// The fingerprint of a backup taken now with this configuration.
+    pub fn of(config: &Config) -> Fingerprint {
+        Fingerprint {
+            store: store_identity(&config.store_url),
+            legacy_db: config.legacy_db.clone(),
+            drawer_db: config.drawer_db.clone(),
+        }
+    }
+}
+
+/// A store URL reduced to what identifies the data: an embedded store by its
+/// absolute file path, a MongoDB deployment by its sorted hosts (user names,
+/// passwords, default database and options left out, so the same deployment
+/// reached with other options is the same store).
+pub fn store_identity(url: &str) -> String {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = Path::new(path);
+        let absolute = std::fs::canonicalize(path)
+            .or_else(|_| std::path::absolute(path))
+            .unwrap_or_else(|_| path.to_path_buf());
+        return format!("sqlite:{}", absolute.display());
+    }
+    for scheme in ["mongodb+srv://", "mongodb://"] {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            let authority = rest.split(['/', '?']).next().unwrap_or_default();
+            let hosts = authority.rsplit('@').next().unwrap_or_default();
+            let mut hosts: Vec<String> = hosts.split(',').map(str::to_lowercase).collect();
+            hosts.sort();
+            return format!("{scheme}{}", hosts.join(","));
+        }
+    }
+    crate::redact::redact_url(url)
 }
 
 impl Manifest {
@@ -128,7 +181,16 @@ pub fn create(
     private_dir_all(backup_dir)?;
     let partial = backup_dir.join(format!("{id}{PARTIAL}"));
     private_dir(&partial)?;
-    let manifest = match write_backup(store, &namespaces, &partial, &id, now, started) {
+    let fingerprint = Fingerprint::of(config);
+    let manifest = match write_backup(
+        store,
+        &namespaces,
+        &fingerprint,
+        &partial,
+        &id,
+        now,
+        started,
+    ) {
         Ok(manifest) => manifest,
         Err(e) => {
             // Personal data should not linger in a folder nothing will use;
@@ -280,7 +342,126 @@ pub fn list(backup_dir: &Path, now: DateTime<Utc>) -> CommandResult<Output> {
     })
 }
 
-/// For the `phase2 migrate` gate: the newest backup whose manifest records a
+/// The backup gate, for `phase2 migrate` and `phase3 switch`: the newest
+/// verified backup of *this* store and these databases (its fingerprint and
+/// collections match `config`), no older than `max_age`, not empty when the
+/// legacy database is not, with every file there at its recorded size (the
+/// full SHA-256 check stays in `phase2 backup --verify`). A gate error says
+/// which of these failed and what to run.
+pub fn gate(
+    store: &dyn Store,
+    config: &Config,
+    backup_dir: &Path,
+    now: DateTime<Utc>,
+    max_age: chrono::Duration,
+) -> CommandResult<Manifest> {
+    let fix = "run `edn-migrate phase2 backup` with this --store, --legacy-db and --drawer-db, or pass `--force --reason \"…\"`";
+    let verified: Vec<(PathBuf, Manifest)> = find_backups(backup_dir)?
+        .complete
+        .into_iter()
+        .filter(|(_, m)| m.verified_at.is_some())
+        .collect();
+    let Some((_, newest)) = verified.first() else {
+        return Err(CommandError::Gate(format!(
+            "no verified backup in {}: {fix}",
+            backup_dir.display()
+        )));
+    };
+    let want = Fingerprint::of(config);
+    let namespaces = backed_up_namespaces(config);
+    let matches = |m: &Manifest| {
+        m.fingerprint.as_ref() == Some(&want)
+            && m.collections.len() == namespaces.len()
+            && m.collections.iter().all(|c| namespaces.contains(&c.ns()))
+    };
+    let Some((dir, manifest)) = verified.iter().find(|(_, m)| matches(m)) else {
+        let taken_of = match &newest.fingerprint {
+            Some(f) => format!(
+                "{} (databases {} and {})",
+                f.store, f.legacy_db, f.drawer_db
+            ),
+            None => {
+                "an unknown store (written by an edn-migrate without backup fingerprints)".into()
+            }
+        };
+        return Err(CommandError::Gate(format!(
+            "no verified backup of this store and databases in {}: the newest, {}, was taken of {taken_of}; this run uses {} (databases {} and {}): {fix}",
+            backup_dir.display(),
+            newest.id,
+            want.store,
+            want.legacy_db,
+            want.drawer_db
+        )));
+    };
+    let taken = parse_stamp(&manifest.created_at).ok_or_else(|| {
+        CommandError::Gate(format!(
+            "backup {} has an unreadable date: {fix}",
+            manifest.id
+        ))
+    })?;
+    if now - taken > max_age {
+        return Err(CommandError::Gate(format!(
+            "backup {} is older than {} h (taken {}): {fix}",
+            manifest.id,
+            max_age.num_hours(),
+            taken.format("%Y-%m-%d %H:%M UTC")
+        )));
+    }
+    let in_backup: u64 = manifest
+        .collections
+        .iter()
+        .filter(|c| c.db == config.legacy_db)
+        .map(|c| c.count)
+        .sum();
+    if in_backup == 0 {
+        let mut now_held = 0;
+        for coll in config.legacy_collections() {
+            now_held += store.count(&config.legacy(coll))?;
+        }
+        if now_held > 0 {
+            return Err(CommandError::Gate(format!(
+                "backup {} holds no document of {}, which now holds {now_held}: it was taken before the data was there; {fix}",
+                manifest.id, config.legacy_db
+            )));
+        }
+    }
+    let missing = missing_files(dir, manifest);
+    if !missing.is_empty() {
+        return Err(CommandError::Gate(format!(
+            "backup {} ({}) is no longer whole:\n  {}\n{fix}",
+            manifest.id,
+            dir.display(),
+            missing.join("\n  ")
+        )));
+    }
+    Ok(manifest.clone())
+}
+
+/// Files of a backup that are gone or no longer have their recorded size.
+fn missing_files(dir: &Path, manifest: &Manifest) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in &manifest.collections {
+        for (file, bytes) in [
+            (&entry.bson_file, Some(entry.bson_bytes)),
+            (&entry.metadata_file, None),
+        ] {
+            let size = backup_path(dir, file).and_then(|p| {
+                fs::metadata(&p).map_err(|e| CommandError::Input(format!("{file}: {e}")))
+            });
+            match (size, bytes) {
+                (Err(_), _) => out.push(format!("{file}: missing")),
+                (Ok(m), Some(want)) if m.len() != want => out.push(format!(
+                    "{file}: {} bytes, the manifest says {want}",
+                    m.len()
+                )),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The newest backup whose manifest records a
 /// successful verification. Interrupted (`.partial`) folders and manifests
 /// without `verified_at` never count. A missing backup folder means none.
 pub fn latest_verified(backup_dir: &Path) -> CommandResult<Option<Manifest>> {
@@ -470,6 +651,7 @@ pub fn restore(
 fn write_backup(
     store: &dyn Store,
     namespaces: &[Ns],
+    fingerprint: &Fingerprint,
     partial: &Path,
     id: &str,
     now: DateTime<Utc>,
@@ -493,6 +675,7 @@ fn write_backup(
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         collections,
         verified_at: None,
+        fingerprint: Some(fingerprint.clone()),
     };
     write_manifest(partial, &manifest)?;
     let problems = check(partial, &manifest);
@@ -1217,6 +1400,29 @@ mod tests {
         }
         let err = read_all(&bytes).unwrap_err().to_string();
         assert!(err.contains("NUL"), "{err}");
+    }
+
+    #[test]
+    fn a_store_is_identified_without_credentials_or_options() {
+        assert_eq!(
+            store_identity(
+                "mongodb://ops:s3cret@DB2.example.com:27017,db1.example.com/app?tls=true"
+            ),
+            "mongodb://db1.example.com,db2.example.com:27017"
+        );
+        assert_eq!(
+            store_identity("mongodb+srv://u:p@cluster0.example.net/?retryWrites=true"),
+            "mongodb+srv://cluster0.example.net"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k.db");
+        fs::write(&file, b"").unwrap();
+        let canonical = fs::canonicalize(&file).unwrap();
+        assert_eq!(
+            store_identity(&format!("sqlite:{}", file.display())),
+            format!("sqlite:{}", canonical.display())
+        );
+        assert!(!store_identity("mongodb://u:pw@h/").contains("pw"));
     }
 
     #[test]

@@ -39,10 +39,15 @@ fn stderr(out: &Output) -> String {
 
 /// Runs the binary with another legacy database name than the tool's.
 fn run_on_legacy_db(tool: &Tool, legacy_db: &str, args: &[&str]) -> Output {
+    run_as(tool, &tool.store, legacy_db, &tool.drawer_db, args)
+}
+
+/// Runs the binary in the tool's folder on any store and databases.
+fn run_as(tool: &Tool, store: &str, legacy_db: &str, drawer_db: &str, args: &[&str]) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_edn-migrate"));
     command
-        .args(["--store", &tool.store, "--legacy-db", legacy_db])
-        .args(["--drawer-db", &tool.drawer_db])
+        .args(["--store", store, "--legacy-db", legacy_db])
+        .args(["--drawer-db", drawer_db])
         .args(args)
         .current_dir(tool.work.path())
         .env_remove("MONGO_URL")
@@ -310,8 +315,116 @@ fn validation_lists_every_warning(tool: Tool) {
     assert!(md.contains("responses.peso"));
 }
 
+fn refused(out: &Output, wants: &[&str]) {
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(out));
+    for want in wants {
+        assert!(stderr(out).contains(want), "{want} not in: {}", stderr(out));
+    }
+}
+
+/// Item 1: the backup gate opens only for a whole, non-empty backup of this
+/// store and these databases. Each case has its own backup folder.
+fn backup_gate_wants_a_whole_backup_of_this_store(tool: Tool) {
+    let dir = tool.fixtures();
+    let folder = |name: &str| tool.path(name).to_str().unwrap().to_string();
+    let migrate_with =
+        |backups: &str| tool.run(&["phase2", "migrate", "all", "--backup-dir", backups]);
+    // A backup taken before the data was imported: verified, but empty.
+    tool.ok(&["phase0", "prepare"]);
+    let empty = folder("b_empty");
+    tool.ok(&["phase2", "backup", "--backup-dir", &empty]);
+    tool.ok(&["import", dir.to_str().unwrap()]);
+    refused(
+        &migrate_with(&empty),
+        &["holds no document", "edn-migrate phase2 backup"],
+    );
+
+    // Misspelled databases: a verified backup of 0 documents.
+    let typo = folder("b_typo");
+    let out = run_as(
+        &tool,
+        &tool.store,
+        "test_databse",
+        "edn360_ap",
+        &["phase2", "backup", "--backup-dir", &typo],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    refused(
+        &migrate_with(&typo),
+        &["test_databse", "edn360_ap", "--legacy-db"],
+    );
+
+    // Another store: an embedded one elsewhere.
+    let other = format!("sqlite:{}", tool.path("other.db").display());
+    let elsewhere = folder("b_other");
+    let out = run_as(
+        &tool,
+        &other,
+        &tool.legacy_db,
+        &tool.drawer_db,
+        &["phase2", "backup", "--backup-dir", &elsewhere],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    refused(&migrate_with(&elsewhere), &["other.db", "taken of"]);
+
+    // The right backup, one of whose files is deleted afterwards.
+    let gone = folder("b_gone");
+    tool.ok(&["phase2", "backup", "--backup-dir", &gone]);
+    let taken = fs::read_dir(&gone).unwrap().next().unwrap().unwrap().path();
+    fs::remove_file(taken.join(&tool.legacy_db).join("training_plans.bson")).unwrap();
+    refused(
+        &migrate_with(&gone),
+        &["training_plans.bson: missing", "no longer whole"],
+    );
+
+    // A whole backup of this store opens the gate.
+    let good = folder("b_good");
+    tool.ok(&["phase2", "backup", "--backup-dir", &good]);
+    let done = json(&tool.ok(&["phase2", "migrate", "all", "--json", "--backup-dir", &good]));
+    assert_eq!(done["users"], USERS);
+}
+
+/// Item 13: phase 0 is a gate of the migration, overridable with a reason.
+fn migrate_without_phase0_is_gated(tool: Tool) {
+    let dir = tool.fixtures();
+    tool.ok(&["import", dir.to_str().unwrap()]);
+    tool.ok(&["phase2", "backup"]);
+    refused(
+        &tool.run(&["phase2", "migrate", "all"]),
+        &[
+            "phase 0 is not done",
+            "edn-migrate phase0 prepare",
+            "--force --reason",
+        ],
+    );
+    let forced = json(&tool.ok(&[
+        "phase2",
+        "migrate",
+        "all",
+        "--json",
+        "--force",
+        "--reason",
+        "rehearsal without indexes",
+    ]));
+    assert_eq!(forced["users"], USERS);
+    let runs = tool.path("runs");
+    tool.ok(&["export", runs.to_str().unwrap()]);
+    let record =
+        fs::read_to_string(runs.join(&tool.drawer_db).join("migration_runs.jsonl")).unwrap();
+    assert!(record.contains("rehearsal without indexes"));
+}
+
 mod sqlite {
     use super::*;
+
+    #[test]
+    fn backup_gate_wants_a_whole_backup_of_this_store() {
+        super::backup_gate_wants_a_whole_backup_of_this_store(Tool::sqlite());
+    }
+    #[test]
+    fn migrate_without_phase0_is_gated() {
+        super::migrate_without_phase0_is_gated(Tool::sqlite());
+    }
 
     #[test]
     fn validation_over_nothing_fails() {
@@ -398,6 +511,19 @@ mod sqlite {
 
 mod mongo_wire {
     use super::*;
+
+    #[test]
+    fn backup_gate_wants_a_whole_backup_of_this_store() {
+        if let Some(tool) = Tool::wire("g_backup") {
+            super::backup_gate_wants_a_whole_backup_of_this_store(tool);
+        }
+    }
+    #[test]
+    fn migrate_without_phase0_is_gated() {
+        if let Some(tool) = Tool::wire("g_phase0") {
+            super::migrate_without_phase0_is_gated(tool);
+        }
+    }
 
     #[test]
     fn validation_over_nothing_fails() {

@@ -105,7 +105,7 @@ pub fn migrate(store: &dyn Store, config: &Config, opts: &MigrateOptions) -> Com
         )?;
         return Ok(render(config, opts, &run_id, "planned", &result, None, now));
     }
-    check_backup(opts, now)?;
+    check_gates(store, config, opts, now)?;
     let mut run = Run::start(
         store,
         config,
@@ -246,33 +246,50 @@ fn progress_bar(store: &dyn Store, config: &Config) -> CommandResult<ProgressBar
     Ok(bar)
 }
 
-/// The gate: a verified backup younger than 24 h, or `--force --reason`.
-fn check_backup(opts: &MigrateOptions, now: DateTime<Utc>) -> CommandResult<()> {
-    if let Some(reason) = &opts.force_reason {
-        tracing::warn!(reason = %reason, "backup gate overridden with --force");
+/// The gates, each overridable only with `--force --reason` (recorded):
+/// phase 0 done (the unique `user_id` index on the drawers), and a verified
+/// backup of this store and these databases younger than 24 h.
+fn check_gates(
+    store: &dyn Store,
+    config: &Config,
+    opts: &MigrateOptions,
+    now: DateTime<Utc>,
+) -> CommandResult<()> {
+    let phase0 = phase0_done(store, config);
+    let backup = phase0.and_then(|()| {
+        backup::gate(
+            store,
+            config,
+            &opts.backup_dir,
+            now,
+            Duration::hours(BACKUP_MAX_AGE_HOURS),
+        )
+        .map(|_| ())
+    });
+    match (backup, &opts.force_reason) {
+        (Ok(()), _) => Ok(()),
+        (Err(e), Some(reason)) => {
+            tracing::warn!(reason = %reason, gate = %e, "gate overridden with --force");
+            Ok(())
+        }
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// Phase 0 is done when the drawers carry a unique index on `user_id`: the
+/// index that keeps two drawers from ever claiming one user.
+fn phase0_done(store: &dyn Store, config: &Config) -> CommandResult<()> {
+    let ns = config.drawers_ns();
+    let unique_user_id = store
+        .list_indexes(&ns)?
+        .iter()
+        .any(|i| i.unique && i.keys == ["user_id"]);
+    if unique_user_id {
         return Ok(());
     }
-    let latest = backup::latest_verified(&opts.backup_dir)?;
-    let fix = "run `edn-migrate phase2 backup`, or pass `--force --reason \"…\"`";
-    let Some(manifest) = latest else {
-        return Err(CommandError::Gate(format!(
-            "no verified backup in {}: {fix}",
-            opts.backup_dir.display()
-        )));
-    };
-    let taken = DateTime::parse_from_rfc3339(&manifest.created_at).map(|t| t.with_timezone(&Utc));
-    match taken {
-        Ok(t) if now - t <= Duration::hours(BACKUP_MAX_AGE_HOURS) => Ok(()),
-        Ok(t) => Err(CommandError::Gate(format!(
-            "backup {} is older than {BACKUP_MAX_AGE_HOURS} h (taken {}): {fix}",
-            manifest.id,
-            t.format("%Y-%m-%d %H:%M UTC")
-        ))),
-        Err(_) => Err(CommandError::Gate(format!(
-            "backup {} has an unreadable date: {fix}",
-            manifest.id
-        ))),
-    }
+    Err(CommandError::Gate(format!(
+        "phase 0 is not done: {ns} has no unique index on user_id: run `edn-migrate phase0 prepare`, or pass `--force --reason \"…\"`"
+    )))
 }
 
 /// The run `--resume` continues, if there is one.
