@@ -224,6 +224,7 @@ fn dry_run_leaves_the_store_byte_identical(tool: Tool) {
 fn migrate_refuses_without_a_verified_backup(tool: Tool) {
     let dir = tool.fixtures();
     tool.ok(&["import", dir.to_str().unwrap()]);
+    tool.ok(&["phase0", "prepare"]);
     let out = tool.run(&["phase2", "migrate", "all"]);
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
