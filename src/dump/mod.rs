@@ -38,10 +38,10 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Component, Path};
 
-/// MongoDB's limit on a document (`BSONObjMaxUserSize`, and mongo-tools'
-/// `db.MaxBSONSize`): a dump cannot hold a larger one, and a length beyond
-/// it is corruption.
-pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+/// MongoDB's limit on a document, the tool's one constant for it (also
+/// mongo-tools' `db.MaxBSONSize`): a dump cannot hold a larger document, and
+/// a length beyond it is corruption.
+pub(crate) use crate::phase2::validate::MAX_DOCUMENT_BYTES;
 
 /// Databases that belong to the server, never to the application.
 const SERVER_DATABASES: [&str; 3] = ["admin", "config", "local"];
