@@ -181,6 +181,10 @@ pub enum Command {
     Phase2(Phase2Command),
     /// Undo a phase.
     Rollback(RollbackArgs),
+    /// Rehearse the whole plan on a fresh embedded store loaded from a
+    /// mongodump (folder or archive), and write a report; never opens the
+    /// configured store.
+    Rehearse(RehearseArgs),
 }
 
 /// Phase 2 steps.
@@ -399,4 +403,45 @@ pub enum Phase0Command {
         #[arg(long)]
         no_legacy_indexes: bool,
     },
+}
+
+/// Arguments of `rehearse`.
+#[derive(Debug, Args)]
+pub struct RehearseArgs {
+    /// A mongodump folder (plain or --gzip), a `phase2 backup` folder, or a
+    /// `mongodump --archive` file (gzipped or not).
+    pub dump: PathBuf,
+    /// Where the fresh store, the backup and the reports go (must not hold
+    /// a rehearsal already); default ./rehearsal-<UTC time>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Load the dump's database FROM as TO (repeatable), when the dump's
+    /// names differ from --legacy-db / --drawer-db.
+    #[arg(long, value_name = "FROM=TO", value_parser = parse_rename)]
+    pub rename_db: Vec<(String, String)>,
+    /// Minimum dual-write match rate, in percent.
+    #[arg(long, default_value_t = 98.0)]
+    pub min_dual_write: f64,
+    /// Minimum questionnaire match rate, in percent.
+    #[arg(long, default_value_t = 95.0)]
+    pub min_questionnaires: f64,
+    /// Minimum follow-up match rate, in percent.
+    #[arg(long, default_value_t = 95.0)]
+    pub min_followups: f64,
+    /// Minimum plan match rate, in percent.
+    #[arg(long, default_value_t = 90.0)]
+    pub min_plans: f64,
+    /// Users per migration batch, as production will run it.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// Pair a nutrition plan with a training plan at most this many minutes apart.
+    #[arg(long, default_value_t = 60)]
+    pub pairing_window_minutes: i64,
+    /// Archive a drawer's oldest snapshots above this size.
+    #[arg(long, default_value_t = 12)]
+    pub max_drawer_mib: usize,
+    /// Legacy documents production holds, for the projected duration
+    /// (default: the dump's own count).
+    #[arg(long, value_name = "N")]
+    pub production_documents: Option<u64>,
 }

@@ -18,6 +18,7 @@ pub mod phase0;
 pub mod phase2;
 pub mod private;
 pub mod redact;
+pub mod rehearse;
 pub mod report;
 pub mod rollback;
 pub mod run;

@@ -3,7 +3,7 @@
 mod cli;
 
 use clap::Parser;
-use cli::{Cli, Command, LogFormat, MigrateArgs, Phase0Command, Phase2Command};
+use cli::{Cli, Command, LogFormat, MigrateArgs, Phase0Command, Phase2Command, RehearseArgs};
 use edn_migrate::error::{CommandError, CommandResult, EXIT_OK};
 use edn_migrate::report::Output;
 use edn_migrate::{backup, confirm, dump, phase0, phase2, rollback, status, store, transfer};
@@ -61,6 +61,10 @@ fn main() -> ExitCode {
 /// Opens the store and calls the one function that implements the command.
 fn run(cli: Cli) -> CommandResult<Output> {
     let config = cli.global.config();
+    if let Command::Rehearse(args) = cli.command {
+        // Before the store is opened: a rehearsal reads only the dump.
+        return rehearse(&config, args);
+    }
     let store = store::open(&config.store_url)?;
     let store = store.as_ref();
     match cli.command {
@@ -127,6 +131,7 @@ fn run(cli: Cli) -> CommandResult<Output> {
             };
             phase2::validate::validate(store, &config, &opts)
         }
+        Command::Rehearse(_) => unreachable!("dispatched before the store is opened"),
         Command::Rollback(args) => rollback::phase2(
             store,
             &config,
@@ -135,6 +140,27 @@ fn run(cli: Cli) -> CommandResult<Output> {
             cli.global.yes,
         ),
     }
+}
+
+/// The top-level entry point for `rehearse`: the configured names, a fresh
+/// store in the output folder.
+fn rehearse(config: &edn_migrate::config::Config, args: RehearseArgs) -> CommandResult<Output> {
+    let out = args.out.unwrap_or_else(|| {
+        format!("rehearsal-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")).into()
+    });
+    let mut opts = edn_migrate::rehearse::RehearseOptions::new(out);
+    opts.rename = args.rename_db.into_iter().collect();
+    opts.min_dual_write = args.min_dual_write / 100.0;
+    opts.thresholds = phase2::validate::Thresholds {
+        questionnaires: args.min_questionnaires / 100.0,
+        followups: args.min_followups / 100.0,
+        plans: args.min_plans / 100.0,
+    };
+    opts.batch_size = args.batch_size;
+    opts.pairing_window_ms = args.pairing_window_minutes * 60_000;
+    opts.max_drawer_bytes = args.max_drawer_mib * 1024 * 1024;
+    opts.production_documents = args.production_documents;
+    edn_migrate::rehearse::rehearse(&args.dump, config, &opts)
 }
 
 fn migrate_options(args: MigrateArgs) -> phase2::MigrateOptions {
