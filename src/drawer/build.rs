@@ -356,6 +356,9 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
         .unwrap_or_else(|| skeleton(uid, first, opts.now));
     ensure_containers(&mut d);
     let mut m = MigrationMeta::read(&d);
+    if let Some(e) = existing {
+        m.note_containers(e, &d);
+    }
     if created {
         m.created_drawer = true;
     }

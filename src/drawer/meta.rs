@@ -84,6 +84,9 @@ pub(crate) struct MigrationMeta {
     pub archived: Vec<String>,
     pub stamped: Vec<(LegacyKind, Bson)>,
     pub warnings: BTreeSet<Warning>,
+    /// Paths the builder created in a drawer that existed (empty containers
+    /// it needs before merging): undo removes each one it finds empty again.
+    pub created: Vec<String>,
 }
 
 impl MigrationMeta {
@@ -145,7 +148,55 @@ impl MigrationMeta {
                 m.warnings.insert(w);
             }
         }
+        for p in mig.get_array("created").into_iter().flatten() {
+            if let Some(p) = p.as_str() {
+                m.created.push(p.to_owned());
+            }
+        }
         m
+    }
+
+    /// Records what the builder's containers changed in a drawer that
+    /// existed (`before`, as stored; `after`, with the containers): each path
+    /// `before` lacks goes to `created`, and a container that replaced
+    /// another kind of value (`null` where an array is needed) gets a `set`
+    /// record with that value, so undo gives the drawer back as it was.
+    pub fn note_containers(&mut self, before: &Document, after: &Document) {
+        self.note("", after, Some(before));
+    }
+
+    fn note(&mut self, prefix: &str, after: &Document, before: Option<&Document>) {
+        for (k, v) in after {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match before.map(|b| b.get(k)) {
+                None | Some(None) => {
+                    if !self.created.contains(&path) {
+                        self.created.push(path.clone());
+                    }
+                    if let Bson::Document(d) = v {
+                        self.note(&path, d, None);
+                    }
+                }
+                Some(Some(old)) => match (v, old) {
+                    (Bson::Document(a), Bson::Document(b)) => self.note(&path, a, Some(b)),
+                    (Bson::Document(_) | Bson::Array(_), old)
+                        if old.element_type() != v.element_type()
+                            && self.set_record(&path).is_none() =>
+                    {
+                        self.set.push(SetRecord {
+                            path,
+                            existed: true,
+                            before: old.clone(),
+                        });
+                    }
+                    _ => {}
+                },
+            }
+        }
     }
 
     pub fn owns(&self, array: usize, key: &str) -> bool {
@@ -196,7 +247,7 @@ impl MigrationMeta {
             .iter()
             .map(|w| Bson::Document(w.to_document()))
             .collect();
-        doc! {
+        let mut out = doc! {
             "run_id": self.run_id.clone().unwrap_or(Bson::Null),
             "migrated_at": self.migrated_at.clone().unwrap_or(Bson::Null),
             "created_drawer": self.created_drawer,
@@ -205,6 +256,13 @@ impl MigrationMeta {
             "archived_snapshot_ids": archived,
             "stamped": stamped,
             "warnings": warnings,
+        };
+        if !self.created.is_empty() {
+            let mut created = self.created.clone();
+            created.sort();
+            created.dedup();
+            out.insert("created", created);
         }
+        out
     }
 }

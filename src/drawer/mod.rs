@@ -11,7 +11,7 @@ use bson::{Bson, Document};
 
 pub use crate::mapping::{Warning, WarningKind};
 pub use build::build;
-pub use undo::{archive_ids_to_undo, stamps_to_undo, undo, Undo};
+pub use undo::{added_by_migration, archive_ids_to_undo, stamps_to_undo, undo, Undo};
 pub use validate::{validate, ValidationError};
 
 /// The legacy collections the builder reads.
