@@ -5,6 +5,7 @@
 //! clap reads the environment for any flag not given. This module belongs to
 //! the binary: the library takes a [`Config`] and option structs, never clap.
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use edn_migrate::config::Config;
 use edn_migrate::phase2::Part;
@@ -65,6 +66,16 @@ pub struct GlobalArgs {
     /// Log lines on stderr as text or as JSON (one object per line).
     #[arg(long, env = "EDN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+
+    /// The backend's .env file, where the feature flags live.
+    #[arg(
+        long,
+        env = "EDN_ENV_FILE",
+        default_value = "./.env",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub env_file: PathBuf,
 }
 
 impl GlobalArgs {
@@ -166,8 +177,9 @@ pub enum LogFormat {
 /// The commands, one per phase step.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Where the migration stands: store, collections, counts, indexes.
-    Status,
+    /// Where the migration stands: the phase, every gate and why, flags,
+    /// backup age, lock, last runs, and the command to run next.
+    Status(StatusArgs),
     /// Load DIR/<database>/<collection>.jsonl (mongoexport's format), or what
     /// mongodump wrote (--from-dump), into the store.
     Import(ImportArgs),
@@ -176,15 +188,178 @@ pub enum Command {
     /// Phase 0: prepare the drawer collection and its indexes.
     #[command(subcommand)]
     Phase0(Phase0Command),
+    /// Phase 1: turn dual-write on; check what it writes.
+    #[command(subcommand)]
+    Phase1(Phase1Command),
     /// Phase 2: back up, migrate the historical data, validate.
     #[command(subcommand)]
     Phase2(Phase2Command),
-    /// Undo a phase.
+    /// Phase 3: switch plan generation to the drawers; watch its jobs.
+    #[command(subcommand)]
+    Phase3(Phase3Command),
+    /// Phase 4: retire the legacy questionnaire collections.
+    #[command(subcommand)]
+    Phase4(Phase4Command),
+    /// Undo a phase (1: dual-write off, 2: migrated data, 3: reads back to
+    /// legacy, 4: collections renamed back).
     Rollback(RollbackArgs),
     /// Rehearse the whole plan on a fresh embedded store loaded from a
     /// mongodump (folder or archive), and write a report; never opens the
     /// configured store.
     Rehearse(RehearseArgs),
+}
+
+/// Arguments of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Where backups live (for the backup gate and age).
+    #[arg(long, env = "EDN_BACKUP_DIR", default_value = "./backups")]
+    pub backup_dir: PathBuf,
+}
+
+/// Phase 1 steps.
+#[derive(Debug, Subcommand)]
+pub enum Phase1Command {
+    /// Set USE_CLIENT_DRAWER_WRITE=true in the backend's .env (gate: phase 0
+    /// ready), recorded so the check knows when dual-write began.
+    Enable(EnableArgs),
+    /// Compare every legacy questionnaire and follow-up dated from --since
+    /// with its drawer entry; exit 3 below the match-rate threshold.
+    DualWriteCheck(CheckArgs),
+}
+
+/// Arguments of `phase1 enable`.
+#[derive(Debug, Args)]
+pub struct EnableArgs {
+    /// How to restart the backend.
+    #[command(flatten)]
+    pub restart: RestartArgs,
+    /// Going past unmet gates.
+    #[command(flatten)]
+    pub force: ForceArgs,
+}
+
+/// Arguments of `phase1 dual-write-check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check documents dated from this day or time (default: when dual-write
+    /// began: the recorded `phase1 enable`, else the earliest dual-write entry).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub since: Option<DateTime<Utc>>,
+    /// Minimum match rate, in percent.
+    #[arg(long, default_value_t = 98.0)]
+    pub min_match: f64,
+}
+
+/// Phase 3 steps.
+#[derive(Debug, Subcommand)]
+pub enum Phase3Command {
+    /// Set USE_CLIENT_DRAWER_READ=true behind its gates (phase 2 validated
+    /// after the last migration or rollback, a verified backup younger than
+    /// 24 h, dual-write checked and on); asks first unless --yes.
+    Switch(SwitchArgs),
+    /// Generation jobs by mode (TO BE / AS IS) and success rate; exit 3 when
+    /// TO BE succeeds under 95 % ("rollback recommended" under 90 %).
+    Status(JobsArgs),
+}
+
+/// Arguments of `phase3 switch`.
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// Where backups live (for the backup gate).
+    #[arg(long, env = "EDN_BACKUP_DIR", default_value = "./backups")]
+    pub backup_dir: PathBuf,
+    /// How to restart the backend.
+    #[command(flatten)]
+    pub restart: RestartArgs,
+    /// Going past unmet gates.
+    #[command(flatten)]
+    pub force: ForceArgs,
+}
+
+/// Arguments of `phase3 status`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Count jobs created from this day or time (default: the last 24 h).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub since: Option<DateTime<Utc>>,
+    /// Minimum TO BE success rate, in percent.
+    #[arg(long, default_value_t = 95.0)]
+    pub min_success: f64,
+}
+
+/// Phase 4 steps.
+#[derive(Debug, Subcommand)]
+pub enum Phase4Command {
+    /// Set DISABLE_LEGACY_ENDPOINTS=true, then rename the legacy
+    /// questionnaire collections <name>_DEPRECATED_YYYYMMDD (gates: the switch
+    /// has held 48 h, TO BE jobs healthy); asks first unless --yes.
+    Cleanup(CleanupArgs),
+}
+
+/// Arguments of `phase4 cleanup`.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Instead: drop deprecated collections older than the retention (asks first).
+    #[arg(long)]
+    pub drop_expired: bool,
+    /// Days a deprecated collection is kept.
+    #[arg(long, default_value_t = 30)]
+    pub retention_days: i64,
+    /// Where backups live.
+    #[arg(long, env = "EDN_BACKUP_DIR", default_value = "./backups")]
+    pub backup_dir: PathBuf,
+    /// How to restart the backend.
+    #[command(flatten)]
+    pub restart: RestartArgs,
+    /// Going past unmet gates.
+    #[command(flatten)]
+    pub force: ForceArgs,
+}
+
+/// Restarting the backend after a flag change.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Run this (with sh -c) after changing the flags, e.g.
+    /// "supervisorctl restart backend"; a failure exits 1.
+    #[arg(long, env = "EDN_RESTART_CMD", value_name = "CMD")]
+    pub restart_cmd: Option<String>,
+    /// Kill the restart command after this many seconds.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub restart_timeout: u64,
+}
+
+/// Going past unmet gates, with a recorded reason.
+#[derive(Debug, Args)]
+pub struct ForceArgs {
+    /// Go ahead although gates are not met (needs --reason).
+    #[arg(long, requires = "reason")]
+    pub force: bool,
+    /// Why --force is needed; recorded in the run.
+    #[arg(long, requires = "force")]
+    pub reason: Option<String>,
+}
+
+impl ForceArgs {
+    /// The recorded reason, when --force was given.
+    pub fn reason(self) -> Option<String> {
+        self.reason.filter(|_| self.force)
+    }
+}
+
+fn parse_date(text: &str) -> Result<DateTime<Utc>, String> {
+    let t = text.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Ok(d.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S") {
+        return Ok(d.and_utc());
+    }
+    chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+        .ok_or_else(|| format!("{t:?} is not a date: use YYYY-MM-DD or an RFC 3339 time (UTC)"))
 }
 
 /// Phase 2 steps.
@@ -319,14 +494,20 @@ impl From<PartArg> for Part {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// The phase to undo.
-    #[arg(long, value_parser = clap::value_parser!(u8).range(2..=2))]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
     pub phase: u8,
-    /// Restore this backup instead of undoing surgically (overwrites what was written since).
+    /// Phase 2: restore this backup instead of undoing surgically (overwrites what was written since).
     #[arg(long, value_name = "ID")]
     pub from_backup: Option<String>,
     /// Where backups live.
     #[arg(long, env = "EDN_BACKUP_DIR", default_value = "./backups")]
     pub backup_dir: PathBuf,
+    /// How to restart the backend (phases 1, 3, 4).
+    #[command(flatten)]
+    pub restart: RestartArgs,
+    /// Going past unmet gates.
+    #[command(flatten)]
+    pub force: ForceArgs,
 }
 
 fn parse_partition(text: &str) -> Result<(u32, u32), String> {

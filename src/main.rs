@@ -3,10 +3,18 @@
 mod cli;
 
 use clap::Parser;
-use cli::{Cli, Command, LogFormat, MigrateArgs, Phase0Command, Phase2Command, RehearseArgs};
+use cli::{
+    Cli, Command, LogFormat, MigrateArgs, Phase0Command, Phase1Command, Phase2Command,
+    Phase3Command, Phase4Command, RehearseArgs, RestartArgs,
+};
 use edn_migrate::error::{CommandError, CommandResult, EXIT_OK};
+use edn_migrate::gates::Sources;
 use edn_migrate::report::Output;
-use edn_migrate::{backup, confirm, dump, phase0, phase2, rollback, status, store, transfer};
+use edn_migrate::toggle::{Consent, FlagOptions};
+use edn_migrate::{
+    backup, confirm, dump, phase0, phase1, phase2, phase3, phase4, rollback, status, store,
+    transfer,
+};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -67,8 +75,27 @@ fn run(cli: Cli) -> CommandResult<Output> {
     }
     let store = store::open(&config.store_url)?;
     let store = store.as_ref();
+    let env_file = cli.global.env_file.clone();
+    let yes = cli.global.yes;
+    let flags = |r: RestartArgs| FlagOptions {
+        env_file: env_file.clone(),
+        restart_cmd: r.restart_cmd,
+        restart_timeout: std::time::Duration::from_secs(r.restart_timeout),
+    };
+    let consent = |force_reason: Option<String>, backup_dir: std::path::PathBuf| Consent {
+        yes,
+        force_reason,
+        backup_dir,
+    };
     match cli.command {
-        Command::Status => status::status(store, &config),
+        Command::Status(args) => status::status(
+            store,
+            &config,
+            &Sources {
+                env_file: env_file.clone(),
+                backup_dir: args.backup_dir,
+            },
+        ),
         Command::Import(args) => {
             let source = args.from_dump.as_ref().or(args.dir.as_ref());
             let source = source.cloned().unwrap_or_default();
@@ -132,12 +159,55 @@ fn run(cli: Cli) -> CommandResult<Output> {
             phase2::validate::validate(store, &config, &opts)
         }
         Command::Rehearse(_) => unreachable!("dispatched before the store is opened"),
-        Command::Rollback(args) => rollback::phase2(
+        Command::Phase1(Phase1Command::Enable(args)) => phase1::enable(
             store,
             &config,
-            args.from_backup.as_deref(),
-            &args.backup_dir,
-            cli.global.yes,
+            &flags(args.restart),
+            &consent(args.force.reason(), "./backups".into()),
+        ),
+        Command::Phase1(Phase1Command::DualWriteCheck(args)) => phase1::dual_write_check(
+            store,
+            &config,
+            &phase1::CheckOptions {
+                since: args.since,
+                min_match: args.min_match / 100.0,
+                env_file: env_file.clone(),
+            },
+        ),
+        Command::Phase3(Phase3Command::Switch(args)) => phase3::switch(
+            store,
+            &config,
+            &flags(args.restart),
+            &consent(args.force.reason(), args.backup_dir),
+        ),
+        Command::Phase3(Phase3Command::Status(args)) => phase3::status(
+            store,
+            &config,
+            &phase3::StatusOptions {
+                since: args.since,
+                env_file: env_file.clone(),
+                min_success: args.min_success / 100.0,
+            },
+        ),
+        Command::Phase4(Phase4Command::Cleanup(args)) => phase4::cleanup(
+            store,
+            &config,
+            &phase4::CleanupOptions {
+                drop_expired: args.drop_expired,
+                retention_days: args.retention_days,
+            },
+            &flags(args.restart),
+            &consent(args.force.reason(), args.backup_dir),
+        ),
+        Command::Rollback(args) => rollback::rollback(
+            store,
+            &config,
+            &rollback::RollbackOptions {
+                phase: args.phase,
+                from_backup: args.from_backup,
+            },
+            &flags(args.restart),
+            &consent(args.force.reason(), args.backup_dir),
         ),
     }
 }

@@ -1,15 +1,177 @@
-//! `status`: where the migration stands, read-only.
+//! `status`: where the migration stands, read-only: the phase (derived from
+//! the store and the flags, so it is right after any rollback), every gate
+//! with why, the flags, the backup's age, the lock holder, the last runs and
+//! the one command to run next.
 
 use crate::config::{own, Config};
 use crate::error::CommandResult;
+use crate::flags::{ALL, READ, WRITE};
+use crate::gates::facts::{human, Facts};
+use crate::gates::{self, phase, Sources};
 use crate::phase0::IndexPlan;
 use crate::report::{table, Output};
-use crate::run::record::{all_runs, RunRecord};
+use crate::run::record::RunRecord;
 use crate::store::Store;
+use bson::Bson;
+use chrono::Utc;
 use serde_json::{json, Map, Value};
 
 /// The top-level entry point for `status`.
-pub fn status(store: &dyn Store, config: &Config) -> CommandResult<Output> {
+pub fn status(store: &dyn Store, config: &Config, sources: &Sources) -> CommandResult<Output> {
+    let facts = Facts::new(store, config, sources.clone(), Utc::now());
+    let Output { text, mut json } = inventory(store, config, &facts)?;
+    let (more_text, more_json) = state_machine(&facts)?;
+    if let (Some(map), Value::Object(more)) = (json.as_object_mut(), more_json) {
+        map.extend(more);
+    }
+    Ok(Output {
+        text: format!("{text}{more_text}"),
+        json,
+    })
+}
+
+/// Phase, gates, flags, backup, lock, next: the part of `status` a script
+/// reads (`phase`, `gates`, `flags`, `backup_age_s`, `lock`, `last_runs`, `next`).
+fn state_machine(f: &Facts) -> CommandResult<(String, Value)> {
+    let current = phase::current(f)?;
+    let next = phase::next(f, &current)?;
+    let gates = gates::all(f)?;
+    let env = f.env();
+    let mut flags = Map::new();
+    for key in ALL {
+        flags.insert(key.into(), f.flag(key).map_or(Value::Null, Value::Bool));
+    }
+    let backup = f.backup()?;
+    let age = f.backup_age()?;
+    let lock = lock_json(f)?;
+    let last_runs: Vec<Value> = f
+        .runs()?
+        .iter()
+        .rev()
+        .take(RECENT_RUNS)
+        .map(run_json)
+        .collect();
+    let mut text = format!(
+        "phase {}: {}
+",
+        current.number, current.state
+    );
+    let flag_line: Vec<String> = ALL
+        .iter()
+        .map(|k| match f.flag(k) {
+            Some(v) => format!("{k}={v}"),
+            None => format!("{k}=?"),
+        })
+        .collect();
+    text.push_str(&match env {
+        Ok(file) => format!(
+            "flags ({}): {}\n",
+            file.path().display(),
+            flag_line.join("  ")
+        ),
+        Err(e) => format!("flags: unknown: {e}\n"),
+    });
+    if let Ok(file) = env {
+        for d in file.duplicates() {
+            text.push_str(&format!(
+                "  warning: {d} is set on several lines of {}\n",
+                file.path().display()
+            ));
+        }
+    }
+    text.push_str(&match (backup, age) {
+        (Some(m), Some(a)) => format!("backup: {} verified, taken {} ago\n", m.id, human(a)),
+        (Some(m), None) => format!("backup: {} (date unreadable)\n", m.id),
+        _ => format!(
+            "backup: no verified backup in {}\n",
+            f.sources.backup_dir.display()
+        ),
+    });
+    text.push_str(&match &lock {
+        Value::Null => "lock: free\n".to_string(),
+        l => format!(
+            "lock: {} by {} (run {}), expires {}\n",
+            if l["expired"] == true {
+                "EXPIRED lease held"
+            } else {
+                "held"
+            },
+            l["owner"].as_str().unwrap_or("?"),
+            l["run_id"].as_str().unwrap_or("?"),
+            l["expires_at"].as_str().unwrap_or("?")
+        ),
+    });
+    let mut rows = vec![vec![
+        "gate".to_string(),
+        "".into(),
+        "for".into(),
+        "why".into(),
+    ]];
+    for (g, guards) in &gates {
+        rows.push(vec![
+            g.name.to_string(),
+            if g.ok { "ok".into() } else { "NOT MET".into() },
+            guards.join(", "),
+            g.why.clone(),
+        ]);
+    }
+    text.push_str("gates\n");
+    text.push_str(&table(&rows));
+    text.push_str(&format!("next: {next}\n"));
+    let gates_json: Vec<Value> = gates
+        .iter()
+        .map(|(g, guards)| json!({ "name": g.name, "ok": g.ok, "why": g.why, "for": guards }))
+        .collect();
+    let json = json!({
+        "phase": current.number,
+        "phase_state": current.state,
+        "gates": gates_json,
+        "flags": flags,
+        "env_file": {
+            "path": f.sources.env_file.display().to_string(),
+            "readable": env.is_ok(),
+            "error": env.err(),
+            "duplicates": env.map(|e| e.duplicates()).unwrap_or_default(),
+        },
+        "backup_age_s": age.map(|a| a.num_seconds()),
+        "backup_id": backup.map(|m| m.id.clone()),
+        "lock": lock,
+        "last_runs": last_runs,
+        "next": next,
+        "dual_write": f.flag(WRITE),
+        "reads_from_drawers": f.flag(READ),
+    });
+    Ok((text, json))
+}
+
+/// The phase 2 lease when someone holds it (or held it and died: `expired`).
+fn lock_json(f: &Facts) -> CommandResult<Value> {
+    let Some(doc) = f.lock()? else {
+        return Ok(Value::Null);
+    };
+    if doc.get_bool("released").unwrap_or(false) {
+        return Ok(Value::Null);
+    }
+    let time = |k: &str| match doc.get(k) {
+        Some(Bson::DateTime(d)) => d.try_to_rfc3339_string().ok(),
+        _ => None,
+    };
+    let expired = doc
+        .get_datetime("expires_at")
+        .map(|e| e.to_chrono() < f.now)
+        .unwrap_or(true);
+    Ok(json!({
+        "name": doc.get_str("_id").unwrap_or_default(),
+        "owner": doc.get_str("owner").unwrap_or_default(),
+        "run_id": doc.get_str("run_id").unwrap_or_default(),
+        "heartbeat_at": time("heartbeat_at"),
+        "expires_at": time("expires_at"),
+        "expired": expired,
+    }))
+}
+
+/// Store, databases, collections and counts, indexes, phase 0 and phase 2.
+fn inventory(store: &dyn Store, config: &Config, facts: &Facts) -> CommandResult<Output> {
     let mut rows = vec![vec![
         "database".into(),
         "collection".into(),
@@ -78,8 +240,8 @@ pub fn status(store: &dyn Store, config: &Config) -> CommandResult<Output> {
         config.drawers,
         if indexes.is_empty() { "none".to_string() } else { indexes.join(", ") },
     );
-    let runs = all_runs(store, config)?;
-    let (runs_text, phase2) = phase2_state(&runs);
+    let runs = facts.runs()?;
+    let (runs_text, phase2) = phase2_state(facts)?;
     let text = format!("{text}{runs_text}");
     let recent: Vec<Value> = runs.iter().rev().take(RECENT_RUNS).map(run_json).collect();
     let json = json!({
@@ -97,22 +259,33 @@ pub fn status(store: &dyn Store, config: &Config) -> CommandResult<Output> {
 /// How many of the latest runs `status` lists.
 const RECENT_RUNS: usize = 5;
 
-/// Where phase 2 stands, from the run records: the last migration and
-/// whether the last validation passed (what the phase 3 gate will need).
-fn phase2_state(runs: &[RunRecord]) -> (String, Value) {
-    let last = |prefix: &str| runs.iter().rev().find(|r| r.command.starts_with(prefix));
-    let migrate = last("phase2 migrate");
-    let validate = last("phase2 validate");
-    let validated = validate.is_some_and(|r| r.outcome == "passed");
-    let mut text = match migrate {
-        Some(r) => format!("phase 2: last migration {} ({}, {})\n", r.outcome, r.command, r.run_id),
-        None => "phase 2: not migrated yet: run `edn-migrate phase2 backup`, then `edn-migrate phase2 migrate all`\n".to_string(),
+/// Where phase 2 stands: the last migration, whether a rollback came after
+/// it, and whether it was validated since (the phase 3 gate).
+fn phase2_state(f: &Facts) -> CommandResult<(String, Value)> {
+    let runs = f.runs()?;
+    let migrate = f.last_run("phase2 migrate", &[])?;
+    let change = f.last_phase2_change()?;
+    let rolled_back = change.filter(|c| c.command.starts_with("rollback"));
+    let validated = gates::phase2_validated(f)?;
+    let mut text = match (migrate, rolled_back) {
+        (_, Some(r)) => format!(
+            "phase 2: rolled back ({}, run {} {}): the drawers hold no migrated data\n",
+            r.command, r.run_id, r.outcome
+        ),
+        (Some(r), None) => format!("phase 2: last migration {} ({}, {})\n", r.outcome, r.command, r.run_id),
+        (None, None) => "phase 2: not migrated yet: run `edn-migrate phase2 backup`, then `edn-migrate phase2 migrate all`\n".to_string(),
     };
-    text.push_str(match validate {
-        Some(_) if validated => "phase 2: last validation passed\n",
-        Some(_) => "phase 2: last validation FAILED: see its report, fix, re-run `edn-migrate phase2 validate`\n",
-        None => "phase 2: not validated yet\n",
-    });
+    if migrate.is_some() && rolled_back.is_none() {
+        text.push_str(&format!(
+            "phase 2: {}: {}\n",
+            if validated.ok {
+                "validated"
+            } else {
+                "not validated"
+            },
+            validated.why
+        ));
+    }
     if !runs.is_empty() {
         let mut rows = vec![vec![
             "run".to_string(),
@@ -133,9 +306,10 @@ fn phase2_state(runs: &[RunRecord]) -> (String, Value) {
     }
     let json = json!({
         "last_migration": migrate.map(run_json),
-        "validated": validated,
+        "rolled_back": rolled_back.is_some(),
+        "validated": validated.ok,
     });
-    (text, json)
+    Ok((text, json))
 }
 
 fn run_json(r: &RunRecord) -> Value {
@@ -143,5 +317,6 @@ fn run_json(r: &RunRecord) -> Value {
         "run_id": r.run_id, "command": r.command, "outcome": r.outcome,
         "started_at": r.started_at, "ended_at": r.ended_at,
         "users": r.tally.users, "writes": r.tally.writes,
+        "force_reason": r.force_reason, "error": r.error,
     })
 }

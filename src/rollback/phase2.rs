@@ -18,7 +18,7 @@ use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
 use crate::run::record::Tally;
 use crate::run::{Run, RunSpec};
-use crate::store::{FieldUpdate, Outcome, Patch, Scan, Store};
+use crate::store::{After, FieldUpdate, Order, Outcome, Patch, Scan, Store};
 use bson::{Bson, Document};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -48,13 +48,25 @@ pub struct Undone {
     pub retried: u64,
 }
 
-/// The top-level entry point for `rollback --phase 2`.
+/// `rollback --phase 2`: surgical, or from a backup.
 pub fn phase2(
     store: &dyn Store,
     config: &Config,
     from_backup: Option<&str>,
     backup_dir: &Path,
     yes: bool,
+) -> CommandResult<Output> {
+    phase2_forced(store, config, from_backup, backup_dir, yes, None)
+}
+
+/// [`phase2`], recording the reason its gates were overridden.
+pub fn phase2_forced(
+    store: &dyn Store,
+    config: &Config,
+    from_backup: Option<&str>,
+    backup_dir: &Path,
+    yes: bool,
+    force_reason: Option<&str>,
 ) -> CommandResult<Output> {
     if let Some(id) = from_backup {
         let plan = backup::restore_plan(store, backup_dir, id)?;
@@ -66,7 +78,14 @@ pub fn phase2(
         return backup::restore(store, backup_dir, id, 1000);
     }
     confirm("undo every phase 2 migration run (drawers they created, entries they added, plan stamps they set)?", yes)?;
-    let mut run = Run::start(store, config, RunSpec::locked("rollback --phase 2", "all"))?;
+    let mut run = Run::start(
+        store,
+        config,
+        RunSpec {
+            force_reason: force_reason.map(str::to_string),
+            ..RunSpec::locked("rollback --phase 2", "all")
+        },
+    )?;
     let run_id = run.id().to_string();
     match undo_all(store, config, &mut run) {
         Ok(undone) => {
@@ -86,24 +105,41 @@ pub fn phase2(
     }
 }
 
+/// One pass over the drawers in `_id` order, a page at a time: each page
+/// is read once, undone, written, and the next page starts strictly after
+/// its last `_id` (a fresh scan, so no cursor runs over what was deleted).
 fn undo_all(store: &dyn Store, config: &Config, run: &mut Run<'_>) -> CommandResult<Undone> {
     let ns = config.drawers_ns();
     let mut undone = Undone::default();
-    // Collect the ids first: the scan must not run over documents it deletes.
-    let mut ids = Vec::new();
-    for d in store.scan(&ns, &Scan::by_id(BATCH))? {
-        let d = d?;
-        if d.get_document("meta")
-            .is_ok_and(|m| m.contains_key("migration"))
-        {
-            ids.push(d.get("_id").cloned().unwrap_or(Bson::Null));
-        } else {
-            undone.drawers_untouched += 1;
+    let mut after: Option<Bson> = None;
+    loop {
+        let scan = Scan {
+            order: Order::ById,
+            after: after.take().map(|id| After { field: None, id }),
+            batch_size: BATCH,
+        };
+        let mut page = Vec::with_capacity(BATCH as usize);
+        for d in store.scan(&ns, &scan)?.take(BATCH as usize) {
+            page.push(d?);
         }
-    }
-    for batch in ids.chunks(BATCH as usize) {
-        undo_batch(store, config, batch, &mut undone)?;
+        let Some(last) = page.last().and_then(|d| d.get("_id")).cloned() else {
+            break;
+        };
+        let migrated: Vec<Document> = page
+            .into_iter()
+            .filter(|d| {
+                let touched = d
+                    .get_document("meta")
+                    .is_ok_and(|m| m.contains_key("migration"));
+                if !touched {
+                    undone.drawers_untouched += 1;
+                }
+                touched
+            })
+            .collect();
+        undo_page(store, config, migrated, &mut undone)?;
         run.renew()?;
+        after = Some(last);
     }
     let quarantine = config.drawer(own::QUARANTINE);
     undone.quarantine_removed = store.count(&quarantine)?;
@@ -111,35 +147,37 @@ fn undo_all(store: &dyn Store, config: &Config, run: &mut Run<'_>) -> CommandRes
     Ok(undone)
 }
 
-/// Undoes one batch of drawers, retrying the ones that changed meanwhile.
-fn undo_batch(
+/// Undoes one page of drawers as read; a drawer the application changed
+/// meanwhile trips a guard and is re-read and undone again.
+fn undo_page(
     store: &dyn Store,
     config: &Config,
-    ids: &[Bson],
+    mut drawers: Vec<Document>,
     undone: &mut Undone,
 ) -> CommandResult<()> {
     let ns = config.drawers_ns();
-    let mut pending: Vec<Bson> = ids.to_vec();
-    for _ in 0..=MAX_RETRIES {
-        if pending.is_empty() {
+    for attempt in 0..=MAX_RETRIES {
+        if drawers.is_empty() {
             return Ok(());
         }
-        let drawers = store.get_many(&ns, &pending)?;
+        if attempt > 0 {
+            undone.retried += drawers.len() as u64;
+        }
         let mut patches: Vec<(Patch, bool)> = Vec::new();
         let mut stamps: BTreeMap<LegacyKind, Vec<FieldUpdate>> = BTreeMap::new();
         let mut archive_ids = Vec::new();
-        for d in &drawers {
-            for (kind, plan_id) in drawer::stamps_to_undo(d) {
+        for d in drawers {
+            for (kind, plan_id) in drawer::stamps_to_undo(&d) {
                 stamps.entry(kind).or_default().push(FieldUpdate {
                     id: plan_id,
                     set: Document::new(),
                     unset: vec!["snapshot_id".into(), "client_drawer_id".into()],
                 });
             }
-            archive_ids.extend(drawer::archive_ids_to_undo(d).into_iter().map(Bson::from));
-            match drawer::undo(d) {
-                Undo::Delete => patches.push((plan_delete(d, &remains(d)), true)),
-                Undo::Replace(new) => patches.push((plan_undo(d, &new), false)),
+            archive_ids.extend(drawer::archive_ids_to_undo(&d).into_iter().map(Bson::from));
+            match drawer::undo(&d) {
+                Undo::Delete => patches.push((plan_delete(&d, &remains(&d)), true)),
+                Undo::Replace(new) => patches.push((plan_undo(&d, &new), false)),
                 Undo::Unchanged => undone.drawers_untouched += 1,
             }
         }
@@ -149,27 +187,33 @@ fn undo_batch(
             undone.stamps_removed +=
                 store.update_fields(&config.legacy(config.collection_of(kind)), &updates)?;
         }
-        undone.archived_removed +=
-            store.delete_many(&config.drawer(own::SNAPSHOT_ARCHIVE), &archive_ids)?;
-        let only: Vec<Patch> = patches.iter().map(|(p, _)| p.clone()).collect();
+        if !archive_ids.is_empty() {
+            undone.archived_removed +=
+                store.delete_many(&config.drawer(own::SNAPSHOT_ARCHIVE), &archive_ids)?;
+        }
+        let (only, deletes): (Vec<Patch>, Vec<bool>) = patches.into_iter().unzip();
         let outcomes = store.patch_many(&ns, &only)?;
-        pending = Vec::new();
-        for ((p, delete), outcome) in patches.into_iter().zip(outcomes) {
+        let mut changed = Vec::new();
+        for ((p, delete), outcome) in only.into_iter().zip(deletes).zip(outcomes) {
             match outcome {
                 Outcome::Applied if delete => undone.drawers_deleted += 1,
                 Outcome::Applied => undone.drawers_restored += 1,
-                Outcome::Conflict => pending.push(p.id),
+                Outcome::Conflict => changed.push(p.id),
                 Outcome::Refused(e) => return Err(e.into()),
             }
         }
-        undone.retried += pending.len() as u64;
+        drawers = if changed.is_empty() {
+            Vec::new()
+        } else {
+            store.get_many(&ns, &changed)?
+        };
     }
-    if pending.is_empty() {
+    if drawers.is_empty() {
         Ok(())
     } else {
         Err(CommandError::Gate(format!(
             "{} drawer(s) kept changing during the rollback",
-            pending.len()
+            drawers.len()
         )))
     }
 }
