@@ -85,10 +85,10 @@ fn prepare_is_idempotent_and_status_lists_indexes(tool: Tool) {
             "user_id_1"
         ]
     );
-    assert_eq!(status["collections"]["client_drawers"], 1);
+    assert_eq!(status["collections"]["client_drawers"], 4);
     assert_eq!(
         status["collections"]["nutrition_questionnaire_submissions"],
-        21
+        24
     );
     assert!(status["store"].is_string());
 }

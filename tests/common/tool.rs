@@ -56,6 +56,8 @@ impl Tool {
             .env_remove("DB_NAME")
             .env_remove("EDN360_DB_NAME")
             .env_remove("EDN_BACKUP_DIR")
+            .env_remove("EDN_ENV_FILE")
+            .env_remove("EDN_RESTART_CMD")
             .stdin(Stdio::null());
         command
     }
