@@ -110,6 +110,20 @@ fn main_job_accounts_for_every_user_and_reruns_write_nothing(tool: Tool) {
 /// Rewrites the ordering dates of the legacy fixtures as strings (as some
 /// legacy writers stored them): RFC 3339, a space instead of `T`, a bare day.
 fn dates_as_strings(dir: &Path, tool: &Tool) {
+    // Documents dual-write copied into a drawer keep their BSON dates there.
+    let drawers =
+        fs::read_to_string(dir.join(&tool.drawer_db).join("client_drawers.jsonl")).unwrap();
+    let dual_written: Vec<Value> = drawers
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .flat_map(|d| {
+            d["services"]["shared_questionnaires"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|e| e["submission_id"].clone())
+        .collect();
     for (file, field) in [
         ("nutrition_questionnaire_submissions", "submitted_at"),
         ("follow_up_submissions", "submission_date"),
@@ -121,8 +135,7 @@ fn dates_as_strings(dir: &Path, tool: &Tool) {
         let mut out = String::new();
         for (i, line) in text.lines().enumerate() {
             let mut v: Value = serde_json::from_str(line).unwrap();
-            // U15's submission is also in its dual-write drawer, with a BSON date.
-            let dual_written = v["_id"] == "submission_1762977310000001";
+            let dual_written = dual_written.contains(&v["_id"]);
             if let Some(at) = v[field]["$date"]
                 .as_str()
                 .filter(|_| !dual_written)
