@@ -9,8 +9,8 @@ use serde_json::Value;
 use std::fs;
 use std::process::Output;
 
-/// Users in the fixtures (fixtures/README.md: U01–U20).
-const USERS: u64 = 20;
+/// Users in the fixtures (fixtures/README.md: U01–U23).
+const USERS: u64 = 23;
 const U01: &str = "1730102400123401";
 const U02: &str = "1730275200456702";
 const U03: &str = "1730448000789003";
