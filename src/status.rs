@@ -41,8 +41,8 @@ fn state_machine(f: &Facts) -> CommandResult<(String, Value)> {
     for key in ALL {
         flags.insert(key.into(), f.flag(key).map_or(Value::Null, Value::Bool));
     }
-    let backup = f.backup()?;
-    let age = f.backup_age()?;
+    let backup = f.backup();
+    let age = f.backup_age();
     let lock = lock_json(f)?;
     let last_runs: Vec<Value> = f
         .runs()?
@@ -80,12 +80,9 @@ fn state_machine(f: &Facts) -> CommandResult<(String, Value)> {
         }
     }
     text.push_str(&match (backup, age) {
-        (Some(m), Some(a)) => format!("backup: {} verified, taken {} ago\n", m.id, human(a)),
-        (Some(m), None) => format!("backup: {} (date unreadable)\n", m.id),
-        _ => format!(
-            "backup: no verified backup in {}\n",
-            f.sources.backup_dir.display()
-        ),
+        (Ok(m), Some(a)) => format!("backup: {} verified, taken {} ago\n", m.id, human(a)),
+        (Ok(m), None) => format!("backup: {} (date unreadable)\n", m.id),
+        (Err(why), _) => format!("backup: {}\n", why.lines().next().unwrap_or_default()),
     });
     text.push_str(&match &lock {
         Value::Null => "lock: free\n".to_string(),
@@ -134,7 +131,7 @@ fn state_machine(f: &Facts) -> CommandResult<(String, Value)> {
             "duplicates": env.map(|e| e.duplicates()).unwrap_or_default(),
         },
         "backup_age_s": age.map(|a| a.num_seconds()),
-        "backup_id": backup.map(|m| m.id.clone()),
+        "backup_id": backup.ok().map(|m| m.id.clone()),
         "lock": lock,
         "last_runs": last_runs,
         "next": next,

@@ -38,7 +38,7 @@ pub struct Facts<'a> {
     pub now: DateTime<Utc>,
     env: OnceCell<Result<EnvFile, String>>,
     runs: OnceCell<Vec<RunRecord>>,
-    backup: OnceCell<Option<Manifest>>,
+    backup: OnceCell<Result<Manifest, String>>,
     phase0: OnceCell<Vec<String>>,
     deprecated: OnceCell<Vec<Deprecated>>,
     jobs: OnceCell<JobStats>,
@@ -91,22 +91,32 @@ impl<'a> Facts<'a> {
         Ok(self.runs.get_or_init(|| runs))
     }
 
-    /// The newest verified backup, if any. The one place the gates ask the
-    /// backup module, so a stricter backup check changes only this call.
-    pub fn backup(&self) -> CommandResult<Option<&Manifest>> {
-        if let Some(b) = self.backup.get() {
-            return Ok(b.as_ref());
-        }
-        let latest = backup::latest_verified(&self.sources.backup_dir)?;
-        Ok(self.backup.get_or_init(|| latest).as_ref())
+    /// The newest verified backup of this store and these databases, whole
+    /// and not empty when the data is not, whatever its age; or why there is
+    /// none. The one place the gates ask the backup module (`backup::gate`).
+    pub fn backup(&self) -> Result<&Manifest, &str> {
+        self.backup
+            .get_or_init(|| {
+                let any_age = Duration::days(365 * 100);
+                backup::gate(
+                    self.store,
+                    self.config,
+                    &self.sources.backup_dir,
+                    self.now,
+                    any_age,
+                )
+                .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(String::as_str)
     }
 
-    /// How old the newest verified backup is.
-    pub fn backup_age(&self) -> CommandResult<Option<Duration>> {
-        Ok(self
-            .backup()?
+    /// How old that backup is.
+    pub fn backup_age(&self) -> Option<Duration> {
+        self.backup()
+            .ok()
             .and_then(|m| parse_time(&m.created_at))
-            .map(|t| self.now - t))
+            .map(|t| self.now - t)
     }
 
     /// What phase 0 still lacks: `client_drawers` or its indexes (empty when ready).
