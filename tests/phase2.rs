@@ -412,7 +412,7 @@ fn killed_runs_resume_to_the_uninterrupted_result(reference: Tool, victim: Tool,
         "40",
     ];
     let mut first = true;
-    for &ms in kills_ms {
+    for (n, &ms) in kills_ms.iter().enumerate() {
         let mut args = slow.to_vec();
         if !first {
             args.extend(["--resume", "--break-lock"]);
@@ -426,6 +426,15 @@ fn killed_runs_resume_to_the_uninterrupted_result(reference: Tool, victim: Tool,
         std::thread::sleep(Duration::from_millis(ms));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        let killed = newest_run(&victim, &format!("after_kill_{n}"));
+        assert_eq!(
+            killed["outcome"], "running",
+            "SIGKILL leaves no outcome: {killed}"
+        );
+        assert!(
+            killed["checkpoint"]["last_user_id"].is_string(),
+            "a checkpoint existed before the kill (kill later, or slow the run): {killed}"
+        );
     }
     let done = migrate_json(&victim, &["--resume", "--break-lock"]);
     assert_eq!(done["outcome"], "succeeded");
@@ -433,7 +442,114 @@ fn killed_runs_resume_to_the_uninterrupted_result(reference: Tool, victim: Tool,
         done["resumed_from"].is_string(),
         "the last run resumed a killed one: {done}"
     );
+    assert!(
+        done["users"].as_u64().unwrap() < USERS,
+        "the resumed run started after the checkpoint, not from the beginning: {done}"
+    );
     assert_same(&normalized(export(&victim, "resumed")), &expected);
+}
+
+/// The newest `phase2 migrate` run record of an export.
+fn newest_run(tool: &Tool, name: &str) -> Value {
+    let dir = tool.path(name);
+    tool.ok(&["export", dir.to_str().unwrap()]);
+    let text = fs::read_to_string(dir.join(&tool.drawer_db).join("migration_runs.jsonl")).unwrap();
+    let mut runs: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| {
+            r["command"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("phase2 migrate"))
+        })
+        .collect();
+    runs.sort_by_key(|r| r["started_at"].as_str().unwrap_or_default().to_string());
+    runs.pop().expect("a migrate run was recorded")
+}
+
+/// The lock document of an export.
+fn lock_of(tool: &Tool, name: &str) -> Value {
+    let dir = tool.path(name);
+    tool.ok(&["export", dir.to_str().unwrap()]);
+    let text = fs::read_to_string(dir.join(&tool.drawer_db).join("migration_lock.jsonl")).unwrap();
+    serde_json::from_str(text.lines().next().expect("a lock document")).unwrap()
+}
+
+/// Two runners started at the same moment: one runs, the other is refused
+/// with exit 4 (never a store error such as SQLITE_BUSY, exit 1).
+fn racing_runners_meet_at_the_lock(tool: Tool) {
+    prepared(&tool);
+    for round in 0..3 {
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                tool.command(&["phase2", "migrate", "all"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let codes: Vec<(Option<i32>, String)> = children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().unwrap();
+                (
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            })
+            .collect();
+        for (code, stderr) in &codes {
+            assert!(
+                matches!(code, Some(0) | Some(4)),
+                "round {round}: exit {code:?}: {stderr}"
+            );
+        }
+        assert!(
+            codes.iter().any(|(c, _)| *c == Some(0)),
+            "round {round}: someone ran"
+        );
+    }
+}
+
+fn sigint_stops_after_the_batch_and_releases_the_lock(tool: Tool) {
+    prepared(&tool);
+    let slow = [
+        "phase2",
+        "migrate",
+        "all",
+        "--batch-size",
+        "1",
+        "--max-rate",
+        "30",
+    ];
+    let child = tool
+        .command(&slow)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    // SAFETY: kill(2) on the pid of a child this test spawned and still owns.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("--resume"),
+        "says how to continue: {stderr}"
+    );
+    let lock = lock_of(&tool, "after_sigint");
+    assert_eq!(lock["released"], true, "no held lock after SIGINT: {lock}");
+    let stopped = newest_run(&tool, "runs_after_sigint");
+    assert_eq!(stopped["outcome"], "interrupted", "{stopped}");
+    assert!(
+        stopped["checkpoint"]["last_user_id"].is_string(),
+        "{stopped}"
+    );
+    // No --break-lock needed: the next run takes the lock and resumes.
+    let done = migrate_json(&tool, &["--resume"]);
+    assert_eq!(done["resumed_from"], stopped["_id"], "{done}");
+    assert!(done["users"].as_u64().unwrap() < USERS, "{done}");
 }
 
 /// Compares two normalized exports and names the first line that differs.
@@ -467,6 +583,15 @@ fn assert_same(got: &[(String, String)], want: &[(String, String)]) {
 
 mod sqlite {
     use super::*;
+
+    #[test]
+    fn sigint_stops_after_the_batch_and_releases_the_lock() {
+        super::sigint_stops_after_the_batch_and_releases_the_lock(Tool::sqlite());
+    }
+    #[test]
+    fn racing_runners_meet_at_the_lock() {
+        super::racing_runners_meet_at_the_lock(Tool::sqlite());
+    }
 
     #[test]
     fn main_job_accounts_for_every_user_and_reruns_write_nothing() {
@@ -508,6 +633,13 @@ mod sqlite {
 
 mod mongo_wire {
     use super::*;
+
+    #[test]
+    fn sigint_stops_after_the_batch_and_releases_the_lock() {
+        if let Some(tool) = Tool::wire("p2sigint") {
+            super::sigint_stops_after_the_batch_and_releases_the_lock(tool);
+        }
+    }
 
     #[test]
     fn main_job_accounts_for_every_user_and_reruns_write_nothing() {

@@ -16,6 +16,7 @@ use common::tool::copy_dir;
 use edn_migrate::config::Config;
 use edn_migrate::drawer::BuildOptions;
 use edn_migrate::phase2::migrate::{run_pass, Pass};
+use edn_migrate::run::Unsupervised;
 use edn_migrate::store::sqlite::SqliteStore;
 use edn_migrate::store::{
     DocStream, FieldUpdate, IndexSpec, Ns, Outcome, Patch, Push, Scan, Step, Store, StoreResult,
@@ -147,7 +148,7 @@ fn dual_writes_between_read_and_write_survive(inner: Box<dyn Store>, config: Con
         build: BuildOptions::new(bson::DateTime::from_millis(1_900_000_000_000), "run-race"),
     };
     let progress = indicatif::ProgressBar::hidden();
-    let result = run_pass(&store, &config, &pass, None, &progress, &mut |_, _| Ok(())).unwrap();
+    let result = run_pass(&store, &config, &pass, None, &progress, &mut Unsupervised).unwrap();
 
     assert!(store.fired.get(), "the dual-write happened");
     assert_eq!(

@@ -198,6 +198,13 @@ impl Lease {
         self.swap(store, released)
     }
 
+    /// How long the lease lives without a heartbeat.
+    pub fn ttl(&self) -> std::time::Duration {
+        self.ttl
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(60))
+    }
+
     /// The run id this lease belongs to.
     pub fn run_id(&self) -> &str {
         self.current.get_str("run_id").unwrap_or_default()

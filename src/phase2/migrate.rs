@@ -15,6 +15,7 @@ use crate::engine::merge::{partition_of, Group, PerUser, Source};
 use crate::engine::plan::plan_write;
 use crate::error::{CommandError, CommandResult};
 use crate::run::record::{Checkpoint, Tally};
+use crate::run::Supervisor;
 use crate::store::patch::MAX_DOCUMENT_BYTES;
 use crate::store::{FieldUpdate, Ns, Outcome, Patch, Store, StoreError, StoreResult};
 use bson::{doc, Bson, Document};
@@ -62,15 +63,16 @@ pub struct PassResult {
     pub samples: Vec<Sample>,
 }
 
-/// Runs one pass over all users after `after_user`, calling `checkpoint`
-/// after every batch that was fully written.
+/// Runs one pass over all users after `after_user`. The supervisor renews
+/// the lease before each batch writes, checkpoints each batch once fully
+/// written (and may stop the pass there), and paces `--max-rate`.
 pub fn run_pass(
     store: &dyn Store,
     config: &Config,
     pass: &Pass,
     after_user: Option<&str>,
     progress: &ProgressBar,
-    checkpoint: &mut dyn FnMut(&Tally, &Checkpoint) -> CommandResult<()>,
+    run: &mut dyn Supervisor,
 ) -> CommandResult<PassResult> {
     let mut batcher = Batcher {
         store,
@@ -88,7 +90,7 @@ pub fn run_pass(
                 return Ok(());
             }
         }
-        batcher.push(group, checkpoint)
+        batcher.push(group, run)
     };
     match store.reader() {
         // Reading and decoding run on their own thread, ahead of the builds.
@@ -114,7 +116,7 @@ pub fn run_pass(
             }
         }
     }
-    batcher.finish(checkpoint)?;
+    batcher.finish(run)?;
     Ok(batcher.result)
 }
 
@@ -197,33 +199,22 @@ struct Batcher<'a> {
 
 impl Batcher<'_> {
     /// Queues a user's group; a full batch is built and written.
-    fn push(
-        &mut self,
-        group: Group,
-        checkpoint: &mut dyn FnMut(&Tally, &Checkpoint) -> CommandResult<()>,
-    ) -> CommandResult<()> {
+    fn push(&mut self, group: Group, run: &mut dyn Supervisor) -> CommandResult<()> {
         self.pending.push(group);
         if self.pending.len() >= self.pass.batch_size as usize {
             let batch = std::mem::take(&mut self.pending);
-            self.flush(batch, checkpoint)?;
+            self.flush(batch, run)?;
         }
         Ok(())
     }
 
     /// Writes what is left.
-    fn finish(
-        &mut self,
-        checkpoint: &mut dyn FnMut(&Tally, &Checkpoint) -> CommandResult<()>,
-    ) -> CommandResult<()> {
+    fn finish(&mut self, run: &mut dyn Supervisor) -> CommandResult<()> {
         let batch = std::mem::take(&mut self.pending);
-        self.flush(batch, checkpoint)
+        self.flush(batch, run)
     }
 
-    fn flush(
-        &mut self,
-        groups: Vec<Group>,
-        checkpoint: &mut dyn FnMut(&Tally, &Checkpoint) -> CommandResult<()>,
-    ) -> CommandResult<()> {
+    fn flush(&mut self, groups: Vec<Group>, run: &mut dyn Supervisor) -> CommandResult<()> {
         if groups.is_empty() {
             return Ok(());
         }
@@ -242,12 +233,15 @@ impl Batcher<'_> {
             let found = existing.get(&drawer::drawer_id(&user.user_id));
             self.account(user, found, built, &mut writes, &mut tally);
         }
+        if !self.pass.dry_run {
+            run.before_writes()?;
+        }
         self.write_drawers(&users, &mut writes, &mut tally)?;
         self.write_side_effects(&mut writes, &mut tally)?;
         self.result.tally.absorb(&tally);
         self.batches += 1;
         if let Some(last_user_id) = last_user {
-            checkpoint(
+            run.checkpoint(
                 &self.result.tally,
                 &Checkpoint {
                     last_user_id,
@@ -255,7 +249,9 @@ impl Batcher<'_> {
                 },
             )?;
         }
-        self.throttle();
+        if let Some(wait) = self.throttle() {
+            run.pause(wait)?;
+        }
         Ok(())
     }
 
@@ -535,14 +531,11 @@ impl Batcher<'_> {
         }
     }
 
-    fn throttle(&self) {
-        let Some(rate) = self.pass.max_rate.filter(|r| *r > 0.0) else {
-            return;
-        };
+    /// How long to wait to stay under `--max-rate`, if at all.
+    fn throttle(&self) -> Option<Duration> {
+        let rate = self.pass.max_rate.filter(|r| *r > 0.0)?;
         let due = Duration::from_secs_f64(self.result.tally.documents as f64 / rate);
-        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
-            std::thread::sleep(wait);
-        }
+        due.checked_sub(self.started.elapsed())
     }
 }
 

@@ -14,8 +14,8 @@ use crate::config::{own, Config};
 use crate::drawer::{BuildOptions, Scope};
 use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
-use crate::run::record::{self as runs, new_run_id, resumable, RunRecord};
-use crate::run::{Run, RunSpec};
+use crate::run::record::{new_run_id, resumable, RunRecord};
+use crate::run::{Run, RunSpec, Supervisor, Unsupervised};
 use crate::store::readonly::ReadOnly;
 use crate::store::Store;
 use chrono::{DateTime, Duration, Utc};
@@ -101,7 +101,7 @@ pub fn migrate(store: &dyn Store, config: &Config, opts: &MigrateOptions) -> Com
             &run_id,
             now,
             None,
-            &mut |_, _| Ok(()),
+            &mut Unsupervised,
         )?;
         return Ok(render(config, opts, &run_id, "planned", &result, None, now));
     }
@@ -120,7 +120,7 @@ pub fn migrate(store: &dyn Store, config: &Config, opts: &MigrateOptions) -> Com
         },
     )?;
     let after = if opts.resume {
-        match resume_point(store, config, opts) {
+        match resume_point(store, config, opts, run.id()) {
             Ok(Some(previous)) => {
                 let record = run.record_mut();
                 record.resumed_from = Some(previous.run_id);
@@ -146,7 +146,7 @@ pub fn migrate(store: &dyn Store, config: &Config, opts: &MigrateOptions) -> Com
         &run_id,
         now,
         after.as_deref(),
-        &mut |tally, mark| run.checkpoint(tally, mark),
+        &mut run,
     );
     finish(opts, run, outcome, now)
 }
@@ -212,7 +212,7 @@ fn pass(
     run_id: &str,
     now: DateTime<Utc>,
     after: Option<&str>,
-    on_batch: &mut dyn FnMut(&runs::Tally, &runs::Checkpoint) -> CommandResult<()>,
+    on_batch: &mut dyn Supervisor,
 ) -> CommandResult<PassResult> {
     let mut build = BuildOptions::new(bson::DateTime::from_chrono(now), run_id);
     build.scope = opts.part.scope();
@@ -297,8 +297,15 @@ fn resume_point(
     store: &dyn Store,
     config: &Config,
     opts: &MigrateOptions,
+    current: &str,
 ) -> CommandResult<Option<RunRecord>> {
-    let previous = resumable(store, config, opts.part.name(), &partition_name(opts))?;
+    let previous = resumable(
+        store,
+        config,
+        opts.part.name(),
+        &partition_name(opts),
+        current,
+    )?;
     if previous.is_none() {
         tracing::info!("--resume: no unfinished run of this part; starting from the beginning");
     }

@@ -1,10 +1,12 @@
-//! One owner for a run's life: the lease, the run record, checkpoints and
-//! the outcome. Every command that changes the store or reports on it
-//! (migrate, validate, rollback, restore, the phase switches) starts a
-//! [`Run`], so each gets the lock, the audit trail and the "what to do now"
-//! message the same way instead of repeating the steps.
+//! One owner for a run's life: the lease, the run record, checkpoints,
+//! signals and the outcome. Every command that changes the store or reports
+//! on it (migrate, validate, rollback, restore, the phase switches) starts a
+//! [`Run`], so each gets the lock, the audit trail, a clean stop on Ctrl-C
+//! and the "what to do now" message the same way instead of repeating the
+//! steps.
 
 pub mod record;
+mod signals;
 
 use crate::config::{own, Config};
 use crate::engine::lock::{self, Claim, Lease};
@@ -13,6 +15,7 @@ use crate::store::Store;
 use bson::Document;
 use chrono::{DateTime, Utc};
 use record::{new_run_id, Checkpoint, RunRecord, Tally};
+use std::time::{Duration, Instant};
 
 /// What a run is, before it starts.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +33,9 @@ pub struct RunSpec {
     pub break_lock: bool,
     /// The reason given with `--force`, recorded with the run.
     pub force_reason: Option<String>,
+    /// How long the lease lives without a heartbeat (`None`: the default,
+    /// five minutes).
+    pub lease_ttl: Option<Duration>,
 }
 
 impl RunSpec {
@@ -54,6 +60,7 @@ pub struct Run<'a> {
     record: RunRecord,
     lease: Option<Lease>,
     started: DateTime<Utc>,
+    signals: signals::Signals,
 }
 
 impl<'a> Run<'a> {
@@ -70,7 +77,13 @@ impl<'a> Run<'a> {
             Some(name) => Some(lock::acquire(
                 store,
                 &config.drawer(own::LOCK),
-                &Claim::for_this_process(name, &run_id, spec.break_lock),
+                &Claim {
+                    ttl: spec
+                        .lease_ttl
+                        .and_then(|t| chrono::Duration::from_std(t).ok())
+                        .unwrap_or(chrono::Duration::seconds(lock::DEFAULT_TTL_SECONDS)),
+                    ..Claim::for_this_process(name, &run_id, spec.break_lock)
+                },
                 now,
             )?),
             None => None,
@@ -90,6 +103,7 @@ impl<'a> Run<'a> {
             record,
             lease,
             started: now,
+            signals: signals::Signals::install(),
         };
         if let Err(e) = run.record.save(store, config) {
             run.release();
@@ -125,22 +139,68 @@ impl<'a> Run<'a> {
         &self.record
     }
 
-    /// Saves progress: the counts so far and where the run can resume, and
-    /// renews the lease, which fails if another run broke it (the run then
-    /// stops before writing more).
+    /// Saves progress: the counts so far and where the run can resume. A
+    /// SIGINT or SIGTERM received meanwhile stops the run here, at a
+    /// consistent point (`Interrupted`, exit 130).
     pub fn checkpoint(&mut self, tally: &Tally, mark: &Checkpoint) -> CommandResult<()> {
         self.record.tally = tally.clone();
         self.record.checkpoint = Some(mark.clone());
         self.record.save(self.store, self.config)?;
-        self.renew()
+        self.stop_if_asked()
     }
 
-    /// Renews the lease, if the run holds one.
-    pub fn renew(&mut self) -> CommandResult<()> {
+    /// Renews the lease before a batch writes (a run that lost it stops
+    /// before writing), without looking at signals: a batch that has begun
+    /// is finished.
+    pub fn renew_before_writes(&mut self) -> CommandResult<()> {
         match &mut self.lease {
             Some(lease) => lease.heartbeat(self.store, Utc::now()),
             None => Ok(()),
         }
+    }
+
+    /// Renews the lease at a point where the command may stop: a SIGINT or
+    /// SIGTERM received so far stops it here (`Interrupted`).
+    pub fn renew(&mut self) -> CommandResult<()> {
+        self.renew_before_writes()?;
+        self.stop_if_asked()
+    }
+
+    /// Waits (for `--max-rate`) without letting the lease lapse, renewing
+    /// it well before it expires, and stops early on a signal.
+    pub fn pause(&mut self, wait: Duration) -> CommandResult<()> {
+        let until = Instant::now() + wait;
+        let slice = Duration::from_millis(200);
+        let mut renewed = Instant::now();
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            self.stop_if_asked()?;
+            if renewed.elapsed() >= self.renew_every() {
+                self.renew_before_writes()?;
+                renewed = Instant::now();
+            }
+            std::thread::sleep(left.min(slice));
+        }
+        self.stop_if_asked()
+    }
+
+    /// A third of the lease: renewing this often survives two missed beats.
+    fn renew_every(&self) -> Duration {
+        let ttl = self
+            .lease
+            .as_ref()
+            .map_or(Duration::from_secs(300), Lease::ttl);
+        ttl / 3
+    }
+
+    /// `Interrupted` once SIGINT or SIGTERM has been received.
+    pub fn stop_if_asked(&self) -> CommandResult<()> {
+        if self.signals.received() {
+            return Err(CommandError::Interrupted(format!(
+                "stopped by a signal (SIGINT or SIGTERM) at a consistent point; run {} is recorded as interrupted and the lock is released",
+                self.record.run_id
+            )));
+        }
+        Ok(())
     }
 
     /// Ends the run with `outcome` (`succeeded`, `passed` …) and an optional
@@ -187,5 +247,72 @@ impl<'a> Run<'a> {
         if let Some(lease) = self.lease {
             let _ = lease.release(self.store, Utc::now());
         }
+    }
+}
+
+/// What a pass asks of whoever supervises it: the run (lease, record,
+/// signals), or nobody (a dry run, a test).
+pub trait Supervisor {
+    /// Before a batch's writes.
+    fn before_writes(&mut self) -> CommandResult<()>;
+    /// After a batch was fully written.
+    fn checkpoint(&mut self, tally: &Tally, mark: &Checkpoint) -> CommandResult<()>;
+    /// Between batches, to keep to `--max-rate`.
+    fn pause(&mut self, wait: Duration) -> CommandResult<()>;
+}
+
+impl Supervisor for Run<'_> {
+    fn before_writes(&mut self) -> CommandResult<()> {
+        self.renew_before_writes()
+    }
+    fn checkpoint(&mut self, tally: &Tally, mark: &Checkpoint) -> CommandResult<()> {
+        Run::checkpoint(self, tally, mark)
+    }
+    fn pause(&mut self, wait: Duration) -> CommandResult<()> {
+        Run::pause(self, wait)
+    }
+}
+
+/// No lease, no record, no signals: for a dry run and for tests.
+pub struct Unsupervised;
+
+impl Supervisor for Unsupervised {
+    fn before_writes(&mut self) -> CommandResult<()> {
+        Ok(())
+    }
+    fn checkpoint(&mut self, _: &Tally, _: &Checkpoint) -> CommandResult<()> {
+        Ok(())
+    }
+    fn pause(&mut self, wait: Duration) -> CommandResult<()> {
+        std::thread::sleep(wait);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::EXIT_LOCK_HELD;
+    use crate::store::sqlite::SqliteStore;
+
+    #[test]
+    fn a_long_pause_keeps_the_lease_alive() {
+        let store = SqliteStore::open(":memory:").unwrap();
+        let config = Config::default();
+        let spec = RunSpec {
+            lease_ttl: Some(Duration::from_millis(900)),
+            ..RunSpec::locked("phase2 migrate all", "all")
+        };
+        let mut run = Run::start(&store, &config, spec.clone()).unwrap();
+        run.pause(Duration::from_millis(2000)).unwrap();
+        let err = Run::start(&store, &config, spec.clone())
+            .err()
+            .expect("the lease outlived a pause longer than itself");
+        assert_eq!(err.exit_code(), EXIT_LOCK_HELD);
+        run.finish("succeeded", None).unwrap();
+        Run::start(&store, &config, spec)
+            .expect("released at the end")
+            .finish("succeeded", None)
+            .unwrap();
     }
 }

@@ -196,18 +196,23 @@ pub fn all_runs(store: &dyn Store, config: &Config) -> CommandResult<Vec<RunReco
     Ok(runs)
 }
 
-/// The newest unfinished or failed run of the same scope and partition: the
-/// one `--resume` continues.
+/// The newest unfinished, failed or interrupted run of the same scope and
+/// partition other than `current` (the run asking, already recorded as
+/// running): the one `--resume` continues.
 pub fn resumable(
     store: &dyn Store,
     config: &Config,
     scope: &str,
     partition: &Option<String>,
+    current: &str,
 ) -> CommandResult<Option<RunRecord>> {
     Ok(all_runs(store, config)?
         .into_iter()
         .rfind(|r| {
-            r.command.starts_with("phase2 migrate") && r.scope == scope && &r.partition == partition
+            r.run_id != current
+                && r.command.starts_with("phase2 migrate")
+                && r.scope == scope
+                && &r.partition == partition
         })
         .filter(|r| r.outcome != "succeeded"))
 }
