@@ -64,6 +64,8 @@ impl CommandError {
             CommandError::Gate(_) | CommandError::Failed { .. } => EXIT_GATE,
             CommandError::LockHeld(_) => EXIT_LOCK_HELD,
             CommandError::NotConfirmed(_) => EXIT_USAGE,
+            // A store URL the tool cannot use is a usage error, like a bad flag.
+            CommandError::Store(crate::store::StoreError::BadUrl(_)) => EXIT_USAGE,
             CommandError::Interrupted(_) => EXIT_INTERRUPTED,
             _ => EXIT_FAILURE,
         }

@@ -73,7 +73,13 @@ fn run(cli: Cli) -> CommandResult<Output> {
         // Before the store is opened: a rehearsal reads only the dump.
         return rehearse(&config, args);
     }
-    let store = store::open(&config.store_url)?;
+    // Only commands that load or prepare data may create a new embedded store.
+    let creates = matches!(cli.command, Command::Import(_) | Command::Phase0(_));
+    let store = if creates {
+        store::open(&config.store_url)?
+    } else {
+        store::open_existing(&config.store_url)?
+    };
     let store = store.as_ref();
     let env_file = cli.global.env_file.clone();
     let yes = cli.global.yes;

@@ -9,10 +9,11 @@
 use crate::error::{CommandError, CommandResult};
 use crate::extjson;
 use crate::report::{progress_bar, table, Output};
-use crate::store::{Ns, Scan, Store};
+use crate::store::patch::MAX_DOCUMENT_BYTES;
+use crate::store::{sort_key, Ns, Scan, Store};
 use indicatif::ProgressBar;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -130,15 +131,51 @@ fn find_sources(dir: &Path) -> CommandResult<Vec<Source>> {
     Ok(sources)
 }
 
-/// Reads every line of a file once; the first bad line is the error.
+/// The lines of a JSONL file, numbered from 1, with a UTF-8 byte-order mark
+/// at the start of the file dropped (editors on Windows write one).
+fn numbered_lines(file: File) -> impl Iterator<Item = (usize, std::io::Result<String>)> {
+    BufReader::new(file)
+        .lines()
+        .enumerate()
+        .map(|(index, line)| {
+            let line = match line {
+                Ok(l) if index == 0 => {
+                    Ok(l.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(l))
+                }
+                other => other,
+            };
+            (index + 1, line)
+        })
+}
+
+/// Reads every line of a file once; the first bad line is the error: not
+/// JSON, no `_id`, an `_id` already on an earlier line (MongoDB would refuse
+/// the second), or a document over MongoDB's 16 MiB limit.
 fn check_file(path: &Path) -> Result<(), String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    for (index, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| format!("{}:{}: {e}", path.display(), index + 1))?;
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    for (number, line) in numbered_lines(file) {
+        let at = format!("{}:{number}", path.display());
+        let line = line.map_err(|e| format!("{at}: {e}"))?;
         if line.trim().is_empty() {
             continue;
         }
-        extjson::parse_line(&line).map_err(|e| format!("{}:{}: {e}", path.display(), index + 1))?;
+        let doc = extjson::parse_line(&line).map_err(|e| format!("{at}: {e}"))?;
+        let bytes = bson::to_vec(&doc).map(|b| b.len()).unwrap_or(usize::MAX);
+        if bytes > MAX_DOCUMENT_BYTES {
+            return Err(format!(
+                "{at}: the document is {bytes} bytes as BSON, over MongoDB's 16 MiB limit ({MAX_DOCUMENT_BYTES} bytes); split or trim it"
+            ));
+        }
+        let Some(id) = doc.get("_id") else {
+            return Err(format!("{at}: the document has no _id"));
+        };
+        // The store's key: equal for ids MongoDB holds equal (1 and 1.0).
+        if let Some(first) = seen.insert(sort_key(Some(id)), number) {
+            return Err(format!(
+                "{at}: duplicate _id, already on line {first}; remove one of the two"
+            ));
+        }
     }
     Ok(())
 }
@@ -159,7 +196,7 @@ fn load_file(
     )))?;
     let mut batch = Vec::with_capacity(opts.batch_size as usize);
     let mut count = 0;
-    for line in BufReader::new(file).lines() {
+    for (_, line) in numbered_lines(file) {
         let line = line.map_err(CommandError::io(format!(
             "reading {}",
             source.path.display()

@@ -100,7 +100,8 @@ fn the_store_the_binary_creates_is_owner_only() {
 fn an_existing_store_open_to_others_is_warned_about_with_the_fix() {
     umask_022();
     let tool = Tool::sqlite();
-    tool.ok(&["status"]);
+    // A command that prepares data creates the store (`status` would refuse a missing one).
+    tool.ok(&["phase0", "prepare"]);
     let db = tool.path("store.db");
     chmod(&db, 0o644);
     let out = tool.run(&["status"]);

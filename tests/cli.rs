@@ -140,7 +140,8 @@ mod sqlite {
             .args(["--store", "postgres://u:secret@h/db", "status"])
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(1));
+        // A store URL the tool cannot use is a usage error (issue 8, item 12).
+        assert_eq!(out.status.code(), Some(2));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("--store"), "{stderr}");
         assert!(!stderr.contains("secret"), "password leaked: {stderr}");
@@ -149,6 +150,7 @@ mod sqlite {
     #[test]
     fn settings_come_from_dot_env_when_not_given() {
         let tool = Tool::sqlite();
+        tool.ok(&["phase0", "prepare"]);
         fs::write(
             tool.path(".env"),
             "DB_NAME=from_dotenv\nEDN360_DB_NAME=drawers_dotenv\n",

@@ -357,6 +357,14 @@ fn backup_gate_wants_a_whole_backup_of_this_store(tool: Tool) {
     // Another store: an embedded one elsewhere.
     let other = format!("sqlite:{}", tool.path("other.db").display());
     let elsewhere = folder("b_other");
+    let made = run_as(
+        &tool,
+        &other,
+        &tool.legacy_db,
+        &tool.drawer_db,
+        &["phase0", "prepare"],
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
     let out = run_as(
         &tool,
         &other,
@@ -414,8 +422,179 @@ fn migrate_without_phase0_is_gated(tool: Tool) {
     assert!(record.contains("rehearsal without indexes"));
 }
 
+/// A folder to import: `<legacy db>/users.jsonl` with these lines.
+fn users_file(tool: &Tool, name: &str, content: &[u8]) -> std::path::PathBuf {
+    let dir = tool.path(name);
+    fs::create_dir_all(dir.join(&tool.legacy_db)).unwrap();
+    fs::write(dir.join(&tool.legacy_db).join("users.jsonl"), content).unwrap();
+    dir
+}
+
+fn users_stored(tool: &Tool) -> u64 {
+    let status = json(&tool.ok(&["status", "--json"]));
+    status["collections"]["users"].as_u64().unwrap_or(0)
+}
+
+/// Items 8, 10 and 11: what import refuses before writing anything, and
+/// the byte-order mark it accepts.
+fn import_checks_every_line_before_writing(tool: Tool) {
+    tool.ok(&["phase0", "prepare"]);
+    let big = format!(
+        "{{\"_id\":\"u1\",\"user_id\":\"1\"}}\n{{\"_id\":\"u2\",\"notes\":\"{}\"}}\n",
+        "x".repeat(17 * 1024 * 1024)
+    );
+    let dir = users_file(&tool, "big", big.as_bytes());
+    let out = tool.run(&["import", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("users.jsonl:2"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("16 MiB"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing was imported"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(users_stored(&tool), 0);
+
+    let twice = b"{\"_id\":\"u1\"}\n{\"_id\":\"u2\"}\n{\"_id\":\"u1\",\"x\":1}\n";
+    let dir = users_file(&tool, "twice", twice);
+    for extra in [None, Some("--upsert")] {
+        let mut args = vec!["import", dir.to_str().unwrap()];
+        args.extend(extra);
+        let out = tool.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("users.jsonl:3: duplicate _id, already on line 1"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains("already holds"), "{}", stderr(&out));
+        assert_eq!(users_stored(&tool), 0, "nothing is imported ({extra:?})");
+    }
+    // 1 and 1.0 are one _id to MongoDB.
+    let dir = users_file(&tool, "numeric", b"{\"_id\":1}\n{\"_id\":1.0}\n");
+    let out = tool.run(&["import", dir.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("users.jsonl:2: duplicate _id"),
+        "{}",
+        stderr(&out)
+    );
+
+    let bom = b"\xEF\xBB\xBF{\"_id\":\"u1\",\"user_id\":\"1\"}\n{\"_id\":\"u2\"}\n";
+    let dir = users_file(&tool, "bom", bom);
+    tool.ok(&["import", dir.to_str().unwrap()]);
+    assert_eq!(users_stored(&tool), 2);
+    let out = tool.path("bom_export");
+    tool.ok(&["export", out.to_str().unwrap()]);
+    let text = fs::read_to_string(out.join(&tool.legacy_db).join("users.jsonl")).unwrap();
+    assert!(
+        text.starts_with("{\"_id\":\"u1\",\"user_id\":\"1\"}"),
+        "{text}"
+    );
+}
+
 mod sqlite {
     use super::*;
+
+    #[test]
+    fn import_checks_every_line_before_writing() {
+        super::import_checks_every_line_before_writing(Tool::sqlite());
+    }
+
+    fn code_and_stderr(args: &[&str], cwd: &std::path::Path) -> (Option<i32>, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_edn-migrate"))
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("MONGO_URL")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), stderr(&out))
+    }
+
+    /// Item 12: store URLs and files that cannot be used say so, with the
+    /// path and the fix; none creates a store by accident.
+    #[test]
+    fn store_urls_and_files_that_cannot_be_used_say_why() {
+        let work = tempfile::tempdir().unwrap();
+        let (code, err) = code_and_stderr(&["--store", "sqlite:", "status"], work.path());
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("needs a path"), "{err}");
+        let (code, err) = code_and_stderr(&["--store", "sqlit:x.db", "status"], work.path());
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("sqlite:PATH"), "{err}");
+        // A typo'd path: a command that reads refuses and creates nothing.
+        for command in [&["status"][..], &["phase2", "validate"], &["export", "out"]] {
+            let mut args = vec!["--store", "sqlite:typo.db"];
+            args.extend_from_slice(command);
+            let (code, err) = code_and_stderr(&args, work.path());
+            assert_eq!(code, Some(2), "{command:?}: {err}");
+            assert!(
+                err.contains("no store at typo.db") && err.contains("import"),
+                "{err}"
+            );
+            assert!(
+                !work.path().join("typo.db").exists(),
+                "{command:?} created a store"
+            );
+        }
+        let missing = work.path().join("no_such_folder").join("k.db");
+        let url = format!("sqlite:{}", missing.display());
+        let (code, err) = code_and_stderr(&["--store", &url, "phase0", "prepare"], work.path());
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains(&missing.display().to_string()) && err.contains("does not exist"),
+            "{err}"
+        );
+    }
+
+    /// Item 12: a store this user cannot write fails at once with the path
+    /// and the fix, and `validate` writes no report. As root, permission
+    /// bits do not bind, so the binary then runs as `nobody` (setpriv).
+    #[test]
+    fn a_read_only_store_names_its_path_and_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let tool = Tool::sqlite();
+        let dir = tool.fixtures();
+        tool.ok(&["import", dir.to_str().unwrap()]);
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let folder = tool.work.path();
+        for entry in fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).unwrap();
+            }
+        }
+        fs::set_permissions(folder, fs::Permissions::from_mode(0o555)).unwrap();
+        let mut command = if root {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_edn-migrate"));
+            c
+        } else {
+            std::process::Command::new(env!("CARGO_BIN_EXE_edn-migrate"))
+        };
+        let out = command
+            .args(["--store", &tool.store])
+            .args(["phase2", "validate"])
+            .current_dir(folder)
+            .env_remove("MONGO_URL")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        fs::set_permissions(folder, fs::Permissions::from_mode(0o755)).unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let path = tool.store.strip_prefix("sqlite:").unwrap();
+        assert!(err.contains(path) && err.contains("writable"), "{err}");
+        assert!(
+            !folder.join("reports").exists(),
+            "a report was written: {err}"
+        );
+    }
 
     #[test]
     fn backup_gate_wants_a_whole_backup_of_this_store() {
@@ -511,6 +690,53 @@ mod sqlite {
 
 mod mongo_wire {
     use super::*;
+
+    #[test]
+    fn import_checks_every_line_before_writing() {
+        if let Some(tool) = Tool::wire("g_import") {
+            super::import_checks_every_line_before_writing(tool);
+        }
+    }
+
+    /// Item 9: a MongoDB URL nobody answers fails within seconds (5 s by
+    /// default, `serverSelectionTimeoutMS` in the URL to change it) with one
+    /// line naming the host. Needs no server: the port is closed.
+    #[test]
+    fn an_unreachable_mongodb_fails_fast_in_one_line() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        for (url, waited) in [
+            (format!("mongodb://ops:secret@127.0.0.1:{port}/"), "5 s"),
+            (
+                format!("mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=1000"),
+                "1 s",
+            ),
+        ] {
+            let started = std::time::Instant::now();
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_edn-migrate"))
+                .args(["--store", &url, "status"])
+                .env_remove("MONGO_URL")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let took = started.elapsed();
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            // The driver's own default is 30 s; the tool's is 5 s.
+            assert!(took < std::time::Duration::from_secs(25), "took {took:?}");
+            let lines: Vec<&str> = err.lines().filter(|l| !l.contains(" WARN ")).collect();
+            assert_eq!(lines.len(), 1, "{err}");
+            assert!(lines[0].contains(&format!("127.0.0.1:{port}")), "{err}");
+            assert!(
+                lines[0].contains(waited) && lines[0].contains("serverSelectionTimeoutMS"),
+                "{err}"
+            );
+            assert!(!err.contains("secret"), "{err}");
+        }
+    }
 
     #[test]
     fn backup_gate_wants_a_whole_backup_of_this_store() {

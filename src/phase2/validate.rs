@@ -21,6 +21,7 @@ use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
 use crate::run::record::all_runs;
 use crate::run::{Run, RunSpec};
+use crate::store::patch::MAX_DOCUMENT_BYTES;
 use crate::store::{sort_key, value_at_path, DocStream, Scan, Store};
 use bson::{Bson, Document};
 use chrono::Utc;
@@ -33,8 +34,6 @@ use std::path::{Path, PathBuf};
 const LISTED: usize = 200;
 /// Users whose quarantine records are looked up in one read.
 const BATCH: usize = 500;
-/// MongoDB refuses a document larger than this (16 MiB).
-pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Minimum match rates, from the plan (section 6): questionnaires and
 /// follow-ups 95 %, plans 90 %.

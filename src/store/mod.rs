@@ -282,8 +282,27 @@ pub trait Store {
 }
 
 /// Opens the store a URL names: `sqlite:PATH`, `mongodb://…` or `mongodb+srv://…`.
+/// An embedded store that does not exist yet is created.
 pub fn open(url: &str) -> StoreResult<Box<dyn Store>> {
+    open_for(url, true)
+}
+
+/// Opens a store that must already hold data: a command that only reads or
+/// works on existing data refuses a `sqlite:` path with no file behind it
+/// (a typo would otherwise create a new, empty store and report on nothing).
+pub fn open_existing(url: &str) -> StoreResult<Box<dyn Store>> {
+    open_for(url, false)
+}
+
+fn open_for(url: &str, create: bool) -> StoreResult<Box<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite:") {
+        let new =
+            path != ":memory:" && !path.trim().is_empty() && !std::path::Path::new(path).exists();
+        if new && !create {
+            return Err(StoreError::BadUrl(format!(
+                "no store at {path}: check --store (a typo would create a new, empty store); `edn-migrate import DIR` or `edn-migrate phase0 prepare` creates one"
+            )));
+        }
         Ok(Box::new(sqlite::SqliteStore::open(path)?))
     } else if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
         Ok(Box::new(mongo::MongoStore::connect(url)?))

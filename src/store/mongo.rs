@@ -49,19 +49,24 @@ pub struct MongoStore {
 impl MongoStore {
     /// Connects to `url` and checks the server answers a `ping`, so a wrong
     /// host fails here with a clear message rather than mid-migration.
+    ///
+    /// Server selection gives up after 5 s unless the URL sets
+    /// `serverSelectionTimeoutMS` (the driver's 30 s is long for an operator
+    /// waiting on a typo), and the failure is one line naming the hosts.
     pub fn connect(url: &str) -> StoreResult<MongoStore> {
-        let client = Client::with_uri_str(url).map_err(|e| mongo_error(e, url))?;
+        let mut options = mongodb::options::ClientOptions::parse(url)
+            .run()
+            .map_err(|e| mongo_error(e, url))?;
+        let timeout = *options
+            .server_selection_timeout
+            .get_or_insert(DEFAULT_SERVER_SELECTION_TIMEOUT);
+        let hosts: Vec<String> = options.hosts.iter().map(ToString::to_string).collect();
+        let client = Client::with_options(options).map_err(|e| mongo_error(e, url))?;
         client
             .database("admin")
             .run_command(doc! { "ping": 1 })
             .run()
-            .map_err(|e| {
-                StoreError::Mongo(format!(
-                    "cannot reach {}: {} (check --store / MONGO_URL and that the server is up)",
-                    redact_url(url),
-                    redact_text(&e.to_string())
-                ))
-            })?;
+            .map_err(|e| unreachable(&e, url, &hosts, timeout))?;
         Ok(MongoStore {
             client,
             url: url.to_string(),
@@ -563,6 +568,29 @@ fn command_code(e: &MongoError) -> Option<i32> {
         ErrorKind::Command(c) => Some(c.code),
         _ => None,
     }
+}
+
+/// How long `connect` waits for a server unless the URL says otherwise.
+const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One line for a store that does not answer: the hosts, how long it waited,
+/// what to check; the driver's topology dump stays out of it.
+fn unreachable(e: &MongoError, url: &str, hosts: &[String], waited: Duration) -> StoreError {
+    let why = match e.kind.as_ref() {
+        ErrorKind::ServerSelection { .. } => {
+            format!("no server answered within {} s", waited.as_secs_f64())
+        }
+        _ => {
+            let text = redact_text(&e.to_string()).replace(url, &redact_url(url));
+            let first = text.lines().next().unwrap_or_default().to_string();
+            first.chars().take(200).collect()
+        }
+    };
+    StoreError::Mongo(format!(
+        "cannot reach MongoDB at {} ({}): {why}: check that the server is up and reachable from this machine (host, port, firewall, TLS), and --store / MONGO_URL; add serverSelectionTimeoutMS=<ms> to the URL to wait longer",
+        hosts.join(","),
+        redact_url(url)
+    ))
 }
 
 fn mongo_error(e: MongoError, url: &str) -> StoreError {

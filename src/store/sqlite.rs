@@ -42,8 +42,19 @@ CREATE TABLE IF NOT EXISTS edn_indexes (
 ";
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path`.
+    /// Opens (creating if needed) the database file at `path`. A failure
+    /// names the file and what to do about it (a missing folder, a file or
+    /// folder this user cannot write).
     pub fn open(path: &str) -> StoreResult<SqliteStore> {
+        if path.trim().is_empty() {
+            return Err(StoreError::BadUrl(
+                "--store sqlite: needs a path, e.g. --store sqlite:./edn-migrate.db".into(),
+            ));
+        }
+        Self::connect(path).map_err(|e| explain_open_error(path, e))
+    }
+
+    fn connect(path: &str) -> StoreResult<SqliteStore> {
         owner_only(path);
         let conn = if path == ":memory:" {
             Connection::open_in_memory()?
@@ -684,6 +695,34 @@ fn decode(blob: &[u8]) -> StoreResult<Document> {
     RawDocument::from_bytes(blob)
         .and_then(Document::try_from)
         .map_err(|e| StoreError::Encoding(e.to_string()))
+}
+
+/// SQLite's own words ("unable to open database file", "attempt to write a
+/// readonly database") with the path and the fix.
+fn explain_open_error(path: &str, err: StoreError) -> StoreError {
+    let StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, message)) = &err else {
+        return err;
+    };
+    let said = message.clone().unwrap_or_else(|| code.to_string());
+    let folder = std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let explained = match code.code {
+        ErrorCode::CannotOpen if !folder.is_dir() => format!(
+            "cannot open the store {path}: the folder {} does not exist ({said}): create it, or check --store",
+            folder.display()
+        ),
+        ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied => format!(
+            "cannot write the store {path} ({said}): every command records its run and lock in the store, so the file and its folder {} must be writable by this user: fix their owner or mode (chmod u+w), or work on a copy",
+            folder.display()
+        ),
+        ErrorCode::NotADatabase => format!(
+            "{path} is not an edn-migrate store ({said}): check --store"
+        ),
+        _ => format!("cannot open the store {path}: {said}"),
+    };
+    StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, Some(explained)))
 }
 
 fn user_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> rusqlite::Error {
