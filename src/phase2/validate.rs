@@ -21,7 +21,8 @@ use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
 use crate::run::record::all_runs;
 use crate::run::{Run, RunSpec};
-use crate::store::patch::MAX_DOCUMENT_BYTES;
+/// MongoDB's largest document, which validation holds every stored one to.
+pub use crate::store::patch::MAX_DOCUMENT_BYTES;
 use crate::store::{sort_key, value_at_path, DocStream, Scan, Store};
 use bson::{Bson, Document};
 use chrono::Utc;
