@@ -759,17 +759,13 @@ fn dump_collection(
 }
 
 /// mongodump's `<coll>.metadata.json`: the `_id_` index first, then every
-/// other index with its keys in order and `unique` only when set.
+/// other index with its keys in order and direction, and every option it
+/// has (unique, sparse, TTL, partial filter), so a restore recreates it
+/// exactly.
 fn metadata_json(coll: &str, indexes: &[IndexSpec]) -> Vec<u8> {
     let mut list = vec![json!({"v": 2, "key": {"_id": 1}, "name": "_id_"})];
     for spec in indexes {
-        let key: serde_json::Map<String, Value> =
-            spec.keys.iter().map(|k| (k.clone(), json!(1))).collect();
-        let mut index = json!({"v": 2, "key": key, "name": spec.name});
-        if spec.unique {
-            index["unique"] = json!(true);
-        }
-        list.push(index);
+        list.push(crate::extjson::document_to_json(&spec.to_metadata()));
     }
     json!({
         "options": {},
@@ -782,7 +778,8 @@ fn metadata_json(coll: &str, indexes: &[IndexSpec]) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The indexes a restore recreates, read back from a metadata file.
+/// The indexes a restore recreates, read back from a metadata file. An index
+/// this tool cannot recreate exactly is an error, never a silent downgrade.
 fn read_indexes(dir: &Path, entry: &CollectionEntry) -> CommandResult<Vec<IndexSpec>> {
     let file = &entry.metadata_file;
     let path = backup_path(dir, file)?;
@@ -795,59 +792,14 @@ fn read_indexes(dir: &Path, entry: &CollectionEntry) -> CommandResult<Vec<IndexS
     };
     let mut specs = Vec::new();
     for (i, index) in indexes.iter().enumerate() {
-        let Some(name) = index.get("name").and_then(Value::as_str) else {
-            return Err(bad(format!("index #{i} has no name")));
-        };
-        if name == "_id_" {
+        let index = crate::extjson::document_from_json(index.clone())
+            .map_err(|e| bad(format!("index #{i}: {e}")))?;
+        if index.get_str("name") == Ok("_id_") {
             continue;
         }
-        let Some(key) = index.get("key").and_then(Value::as_object) else {
-            return Err(bad(format!("index {name} has no key document")));
-        };
-        if key.is_empty() {
-            return Err(bad(format!("index {name} has an empty key document")));
-        }
-        let mut keys = Vec::with_capacity(key.len());
-        for (field, direction) in key {
-            if !is_ascending(direction) {
-                return Err(bad(format!(
-                    "index {name}: key {field} is {direction}, but only ascending (1) indexes can be restored by this tool; use mongorestore for this backup"
-                )));
-            }
-            keys.push(field.clone());
-        }
-        let unique = match index.get("unique") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => return Err(bad(format!("index {name}: unique is {other}"))),
-        };
-        specs.push(IndexSpec {
-            name: name.to_string(),
-            keys,
-            unique,
-        });
+        specs.push(IndexSpec::from_metadata(&index).map_err(bad)?);
     }
     Ok(specs)
-}
-
-/// `1`, `1.0`, or their canonical Extended JSON forms, which newer mongodump
-/// versions write (`{"$numberInt": "1"}`).
-fn is_ascending(direction: &Value) -> bool {
-    match direction {
-        Value::Number(n) => n.as_f64() == Some(1.0),
-        Value::Object(o) if o.len() == 1 => {
-            o.iter()
-                .next()
-                .and_then(|(k, v)| match (k.as_str(), v.as_str()) {
-                    ("$numberInt" | "$numberLong" | "$numberDouble", Some(s)) => {
-                        s.parse::<f64>().ok()
-                    }
-                    _ => None,
-                })
-                == Some(1.0)
-        }
-        _ => false,
-    }
 }
 
 /// Re-reads every file of a backup against its manifest. Returns one line per
@@ -1485,11 +1437,38 @@ mod tests {
     }
 
     #[test]
-    fn canonical_extended_json_directions_count_as_ascending() {
-        assert!(is_ascending(&json!(1)));
-        assert!(is_ascending(&json!(1.0)));
-        assert!(is_ascending(&json!({"$numberInt": "1"})));
-        assert!(!is_ascending(&json!(-1)));
-        assert!(!is_ascending(&json!("text")));
+    fn canonical_extended_json_and_every_option_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("db")).unwrap();
+        let entry = CollectionEntry {
+            db: "db".into(),
+            name: "c".into(),
+            count: 0,
+            bson_file: "db/c.bson".into(),
+            bson_bytes: 0,
+            bson_sha256: String::new(),
+            metadata_file: "db/c.metadata.json".into(),
+            metadata_sha256: String::new(),
+        };
+        let write = |indexes: Value| {
+            let text = json!({"options": {}, "indexes": indexes}).to_string();
+            fs::write(dir.path().join("db/c.metadata.json"), text).unwrap();
+        };
+        write(
+            json!([{"v": 2, "key": {"user_id": {"$numberInt": "1"}, "at": {"$numberDouble": "-1.0"}},
+            "name": "u_at", "unique": true, "expireAfterSeconds": {"$numberInt": "60"},
+            "partialFilterExpression": {"active": true}}]),
+        );
+        let spec = read_indexes(dir.path(), &entry).unwrap().remove(0);
+        assert_eq!(spec.keys, ["user_id", "at"]);
+        assert_eq!(spec.descending, ["at"]);
+        assert_eq!(spec.expire_after_seconds, Some(60));
+        assert_eq!(spec.partial_filter, Some(bson::doc! {"active": true}));
+        write(json!([{"v": 2, "key": {"body": "text"}, "name": "body_text"}]));
+        let err = read_indexes(dir.path(), &entry).unwrap_err().to_string();
+        assert!(
+            err.contains("body_text") && err.contains("mongorestore"),
+            "{err}"
+        );
     }
 }

@@ -67,6 +67,7 @@ fn index_step(store: &dyn Store, ns: &Ns, spec: &IndexSpec) -> CommandResult<Ste
             "{e}\n{ns} holds documents that break the unique index {}: find them with `edn-migrate export DIR` and fix them before phase 0",
             spec.name
         )),
+        crate::store::StoreError::IndexConflict { .. } => CommandError::Gate(e.to_string()),
         other => other.into(),
     })?;
     Ok(Step {

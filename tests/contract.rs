@@ -533,6 +533,95 @@ fn renames_move_data_and_refuse_to_clobber(store: &dyn Store, db: &str) {
     assert!(matches!(err, StoreError::Missing(_)), "{err}");
 }
 
+fn every_user_id_type_is_scanned_and_resumed(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "mixed");
+    let oid = ObjectId::parse_str("65a1b2c3d4e5f60718293a4b").unwrap();
+    let docs = vec![
+        doc! {"_id": "s1", "user_id": "u1"},
+        doc! {"_id": "s2", "user_id": "u2"},
+        doc! {"_id": "n1", "user_id": 5_i32},
+        doc! {"_id": "n2", "user_id": 2.5_f64},
+        doc! {"_id": "o1", "user_id": oid},
+        doc! {"_id": "b1", "user_id": true},
+        doc! {"_id": "d1", "user_id": DateTime::from_millis(1_700_000_000_000)},
+        doc! {"_id": "e1", "user_id": {"a": 1}},
+        doc! {"_id": "a1", "user_id": ["x"]},
+        doc! {"_id": "z1", "user_id": null},
+        doc! {"_id": "m1"},
+    ];
+    store.insert_many(&ns, &docs).unwrap();
+    store
+        .create_index(&ns, &IndexSpec::ascending(&["user_id", "_id"], false))
+        .unwrap();
+    let order = |after: Option<After>| -> Vec<String> {
+        let mut scan = Scan::by_field("user_id", 2);
+        scan.after = after;
+        scan_all(store, &ns, &scan)
+            .iter()
+            .map(|d| d.get_str("_id").unwrap().to_string())
+            .collect()
+    };
+    // Missing and null first, then numbers, strings, documents, arrays,
+    // ObjectIds, booleans, dates: MongoDB's order of types.
+    assert_eq!(
+        order(None),
+        ["m1", "z1", "n2", "n1", "s1", "s2", "e1", "a1", "o1", "b1", "d1"]
+    );
+    let after_user = |user: &str, id: Bson| {
+        Some(After {
+            field: Some(user.into()),
+            id,
+        })
+    };
+    assert_eq!(
+        order(after_user("u1", Bson::MaxKey)),
+        ["s2", "e1", "a1", "o1", "b1", "d1"],
+        "a resume after a string user reads every later type"
+    );
+    assert_eq!(
+        order(after_user("u2", "s2".into())),
+        ["e1", "a1", "o1", "b1", "d1"]
+    );
+    let after_null = Some(After {
+        field: Some(Bson::Null),
+        id: "m1".into(),
+    });
+    assert_eq!(
+        order(after_null),
+        ["z1", "n2", "n1", "s1", "s2", "e1", "a1", "o1", "b1", "d1"]
+    );
+}
+
+fn an_index_is_the_same_only_if_keys_and_options_are(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "client_drawers");
+    let plain = IndexSpec::ascending(&["user_id"], false);
+    assert!(store.create_index(&ns, &plain).unwrap());
+    assert!(
+        !store.create_index(&ns, &plain).unwrap(),
+        "the same index again: nothing to do"
+    );
+    let unique = IndexSpec::ascending(&["user_id"], true);
+    let err = store.create_index(&ns, &unique).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::IndexConflict { name, .. } if name == "user_id_1"),
+        "a non-unique user_id_1 is reported, not accepted: {err}"
+    );
+    assert!(
+        err.to_string().contains("dropIndex"),
+        "says what to do: {err}"
+    );
+    let renamed = IndexSpec {
+        name: "uid".into(),
+        ..plain.clone()
+    };
+    assert!(matches!(
+        store.create_index(&ns, &renamed).unwrap_err(),
+        StoreError::IndexConflict { .. }
+    ));
+    let listed = store.list_indexes(&ns).unwrap();
+    assert_eq!(listed, vec![plain]);
+}
+
 /// Generates one `#[test]` per contract case for a backend.
 macro_rules! contract {
     ($backend:ident, $open:path) => {
@@ -560,6 +649,8 @@ macro_rules! contract {
             case!(a_10_mib_drawer_is_updated);
             case!(a_write_error_other_than_a_duplicate_key_is_refused);
             case!(a_user_id_clash_is_refused_with_the_index_named);
+            case!(every_user_id_type_is_scanned_and_resumed);
+            case!(an_index_is_the_same_only_if_keys_and_options_are);
             case!(field_updates_touch_only_named_fields);
             case!(deletes_remove_only_named_ids);
             case!(unique_indexes_are_enforced);

@@ -154,6 +154,7 @@ fn index_spec(name: &str, index: &Document) -> Result<Result<IndexSpec, String>,
         name: name.to_string(),
         keys,
         unique,
+        ..IndexSpec::default()
     }))
 }
 

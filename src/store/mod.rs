@@ -5,6 +5,7 @@
 //! If a phase ever needs to ask which backend it runs on, this trait is
 //! missing a verb.
 
+mod index;
 pub mod keys;
 pub mod mongo;
 pub mod patch;
@@ -14,6 +15,7 @@ pub mod sqlite;
 use bson::{Bson, Document};
 use std::fmt;
 
+pub use index::IndexSpec;
 pub use keys::{sort_key, value_at_path};
 pub use patch::{Guard, Op, Outcome, Patch, Pull, Push, Step};
 
@@ -93,33 +95,6 @@ impl Scan {
             order: Order::ByField(path.to_string()),
             after: None,
             batch_size,
-        }
-    }
-}
-
-/// One index: its name, its keys (ascending) and whether it is unique.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct IndexSpec {
-    /// The index name, as MongoDB would name it (`user_id_1`).
-    pub name: String,
-    /// Dotted field paths, all ascending.
-    pub keys: Vec<String>,
-    /// Whether the store refuses two documents with the same key.
-    #[serde(default)]
-    pub unique: bool,
-}
-
-impl IndexSpec {
-    /// An index named the way MongoDB names it by default (`a.b_1`).
-    pub fn ascending(keys: &[&str], unique: bool) -> IndexSpec {
-        IndexSpec {
-            name: keys
-                .iter()
-                .map(|k| format!("{k}_1"))
-                .collect::<Vec<_>>()
-                .join("_"),
-            keys: keys.iter().map(|k| k.to_string()).collect(),
-            unique,
         }
     }
 }

@@ -10,8 +10,11 @@
 //! needs a replica set (no transactions, no change streams) or server-side
 //! JavaScript, since production may be a standalone `mongod`.
 
+use super::keys::{sort_key, value_at_path};
 use super::patch::{self, Op, Outcome, Patch, MAX_DOCUMENT_BYTES};
-use super::{DocStream, FieldUpdate, IndexSpec, Ns, Order, Scan, Store, StoreError, StoreResult};
+use super::{
+    After, DocStream, FieldUpdate, IndexSpec, Ns, Order, Scan, Store, StoreError, StoreResult,
+};
 use crate::redact::{redact_text, redact_url};
 use backon::{BlockingRetryable, ExponentialBuilder};
 use bson::{doc, Bson, Document};
@@ -19,6 +22,7 @@ use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
 use mongodb::options::IndexOptions;
 use mongodb::sync::{Client, Collection};
 use mongodb::IndexModel;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -156,11 +160,14 @@ impl MongoStore {
             if name == "_id_" {
                 continue;
             }
-            specs.push(IndexSpec {
+            specs.push(IndexSpec::listed(
                 name,
-                keys: model.keys.keys().cloned().collect(),
-                unique: options.unique.unwrap_or(false),
-            });
+                &model.keys,
+                options.unique.unwrap_or(false),
+                options.sparse.unwrap_or(false),
+                options.expire_after.map(|d| d.as_secs() as i64),
+                options.partial_filter_expression,
+            ));
         }
         specs.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(specs)
@@ -343,21 +350,18 @@ impl Store for MongoStore {
     }
 
     fn scan(&self, ns: &Ns, scan: &Scan) -> StoreResult<DocStream<'_>> {
-        let (filter, sort) = scan_filter(scan);
-        let cursor = self
-            .retrying("find", || {
-                self.coll(ns)
-                    .find(filter.clone())
-                    .sort(sort.clone())
-                    .batch_size(scan.batch_size.max(1))
-                    .allow_disk_use(true)
-                    .run()
-            })
-            .map_err(|e| mongo_error(e, &self.url))?;
-        let url = self.url.clone();
-        Ok(Box::new(
-            cursor.map(move |item| item.map_err(|e| mongo_error(e, &url))),
-        ))
+        let mut stream = MongoScan {
+            store: self,
+            ns: ns.clone(),
+            scan: scan.clone(),
+            cursor: None,
+            head: None,
+            arrays: VecDeque::new(),
+            failures: 0,
+        };
+        stream.load_arrays()?;
+        stream.open()?;
+        Ok(Box::new(stream))
     }
 
     fn get_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<Vec<Document>> {
@@ -479,19 +483,23 @@ impl Store for MongoStore {
     }
 
     fn create_index(&self, ns: &Ns, spec: &IndexSpec) -> StoreResult<bool> {
-        if self.index_specs(ns)?.iter().any(|s| s.name == spec.name) {
+        if !super::index::needs_creating(&self.index_specs(ns)?, ns, spec)? {
             return Ok(false);
         }
-        let keys: Document = spec
-            .keys
-            .iter()
-            .map(|k| (k.clone(), Bson::Int32(1)))
-            .collect();
         let options = IndexOptions::builder()
             .name(spec.name.clone())
-            .unique(spec.unique)
+            .unique(spec.unique.then_some(true))
+            .sparse(spec.sparse.then_some(true))
+            .expire_after(
+                spec.expire_after_seconds
+                    .map(|s| Duration::from_secs(s.max(0) as u64)),
+            )
+            .partial_filter_expression(spec.partial_filter.clone())
             .build();
-        let model = IndexModel::builder().keys(keys).options(options).build();
+        let model = IndexModel::builder()
+            .keys(spec.key_document())
+            .options(options)
+            .build();
         match self.retrying("createIndexes", || {
             self.coll(ns).create_index(model.clone()).run()
         }) {
@@ -510,33 +518,237 @@ impl Store for MongoStore {
     }
 }
 
+/// MongoDB's order of BSON types (canonical type classes), by `$type` alias.
+const TYPE_ORDER: [&[&str]; 16] = [
+    &["minKey"],
+    &["null", "undefined"],
+    &["double", "int", "long", "decimal"],
+    &["string", "symbol"],
+    &["object"],
+    &["array"],
+    &["binData"],
+    &["objectId"],
+    &["bool"],
+    &["date"],
+    &["timestamp"],
+    &["regex"],
+    &["dbPointer"],
+    &["javascript"],
+    &["javascriptWithScope"],
+    &["maxKey"],
+];
+
+fn type_class(v: &Bson) -> usize {
+    match v {
+        Bson::MinKey => 0,
+        Bson::Null | Bson::Undefined => 1,
+        Bson::Double(_) | Bson::Int32(_) | Bson::Int64(_) | Bson::Decimal128(_) => 2,
+        Bson::String(_) | Bson::Symbol(_) => 3,
+        Bson::Document(_) => 4,
+        Bson::Array(_) => 5,
+        Bson::Binary(_) => 6,
+        Bson::ObjectId(_) => 7,
+        Bson::Boolean(_) => 8,
+        Bson::DateTime(_) => 9,
+        Bson::Timestamp(_) => 10,
+        Bson::RegularExpression(_) => 11,
+        Bson::DbPointer(_) => 12,
+        Bson::JavaScriptCode(_) => 13,
+        Bson::JavaScriptCodeWithScope(_) => 14,
+        Bson::MaxKey => 15,
+    }
+}
+
+/// Matches values strictly after `v` in MongoDB's sort order. `$gt` alone
+/// only matches values of the same type ("type bracketing"), so a resume
+/// after a string user would never read a user_id that is an ObjectId, a
+/// date or a boolean: the types that sort later are added by `$type`.
+fn after_value(path: &str, v: &Bson) -> Document {
+    let class = type_class(v);
+    let later: Vec<&str> = TYPE_ORDER[class + 1..]
+        .iter()
+        .flat_map(|c| c.iter().copied())
+        .collect();
+    let mut or = vec![Bson::Document(doc! { path: { "$gt": v.clone() } })];
+    if !later.is_empty() {
+        or.push(Bson::Document(doc! { path: { "$type": later } }));
+    }
+    if class == 0 {
+        or.push(Bson::Document(doc! { path: { "$exists": false } }));
+    }
+    doc! { "$or": or }
+}
+
 /// The filter and sort of a scan: `_id` order, or a field then `_id`, resumed
-/// strictly after the last position seen.
+/// strictly after the last position seen. A field scan leaves out documents
+/// whose field is an array (MongoDB sorts those by their smallest element,
+/// the embedded store as a whole value); [`MongoScan`] merges them in.
 fn scan_filter(scan: &Scan) -> (Document, Document) {
-    match (&scan.order, &scan.after) {
-        (Order::ById, None) => (doc! {}, doc! { "_id": 1 }),
-        (Order::ById, Some(after)) => (
-            doc! { "_id": { "$gt": after.id.clone() } },
-            doc! { "_id": 1 },
-        ),
-        (Order::ByField(path), None) => (doc! {}, doc! { path.as_str(): 1, "_id": 1 }),
-        (Order::ByField(path), Some(after)) if after.id == Bson::MaxKey => (
-            // No `_id` is above MaxKey: only the field bound remains (and
-            // servers need not compare MaxKey at all).
-            doc! { path.as_str(): { "$gt": after.field.clone().unwrap_or(Bson::Null) } },
-            doc! { path.as_str(): 1, "_id": 1 },
-        ),
+    let (after, sort) = match (&scan.order, &scan.after) {
+        (Order::ById, None) => (None, doc! { "_id": 1 }),
+        (Order::ById, Some(after)) => (Some(after_value("_id", &after.id)), doc! { "_id": 1 }),
+        (Order::ByField(path), None) => (None, doc! { path.as_str(): 1, "_id": 1 }),
         (Order::ByField(path), Some(after)) => {
             let value = after.field.clone().unwrap_or(Bson::Null);
-            (
+            let filter = if after.id == Bson::MaxKey {
+                // No `_id` is above MaxKey: only the field bound remains.
+                after_value(path, &value)
+            } else {
                 doc! { "$or": [
-                    { path.as_str(): { "$gt": value.clone() } },
-                    { path.as_str(): value, "_id": { "$gt": after.id.clone() } },
-                ] },
-                doc! { path.as_str(): 1, "_id": 1 },
-            )
+                    after_value(path, &value),
+                    { "$and": [ { path.as_str(): { "$eq": value } }, after_value("_id", &after.id) ] },
+                ] }
+            };
+            (Some(filter), doc! { path.as_str(): 1, "_id": 1 })
         }
+    };
+    let mut clauses: Vec<Bson> = after.into_iter().map(Bson::Document).collect();
+    if let Order::ByField(path) = &scan.order {
+        clauses.push(Bson::Document(
+            doc! { path.as_str(): { "$not": { "$type": "array" } } },
+        ));
     }
+    let filter = match clauses.len() {
+        0 => doc! {},
+        _ => doc! { "$and": clauses },
+    };
+    (filter, sort)
+}
+
+/// A scan that survives a dropped connection: it remembers the last
+/// document it returned and, on a transient failure, opens a new cursor
+/// strictly after it (a bounded number of times in a row).
+struct MongoScan<'a> {
+    store: &'a MongoStore,
+    ns: Ns,
+    scan: Scan,
+    cursor: Option<mongodb::sync::Cursor<Document>>,
+    head: Option<Document>,
+    /// Documents whose field is an array, in the embedded store's order.
+    arrays: VecDeque<Document>,
+    failures: usize,
+}
+
+impl MongoScan<'_> {
+    fn open(&mut self) -> StoreResult<()> {
+        let (filter, sort) = scan_filter(&self.scan);
+        let coll = self.store.coll(&self.ns);
+        let batch = self.scan.batch_size.max(1);
+        let cursor = self
+            .store
+            .retrying("find", || {
+                coll.find(filter.clone())
+                    .sort(sort.clone())
+                    .batch_size(batch)
+                    .allow_disk_use(true)
+                    .run()
+            })
+            .map_err(|e| mongo_error(e, &self.store.url))?;
+        self.cursor = Some(cursor);
+        self.head = None;
+        Ok(())
+    }
+
+    fn load_arrays(&mut self) -> StoreResult<()> {
+        let Order::ByField(path) = &self.scan.order else {
+            return Ok(());
+        };
+        let filter = doc! { path.as_str(): { "$type": "array" } };
+        let coll = self.store.coll(&self.ns);
+        let mut found: Vec<(Vec<u8>, Vec<u8>, Document)> = self
+            .store
+            .retrying("find", || {
+                coll.find(filter.clone())
+                    .run()?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| mongo_error(e, &self.store.url))?
+            .into_iter()
+            .map(|d| {
+                let (f, i) = position_key(&self.scan.order, &d);
+                (f, i, d)
+            })
+            .collect();
+        if let Some(after) = &self.scan.after {
+            let bound = (sort_key(after.field.as_ref()), sort_key(Some(&after.id)));
+            found.retain(|(f, i, _)| (f, i) > (&bound.0, &bound.1));
+        }
+        found.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        self.arrays = found.into_iter().map(|(_, _, d)| d).collect();
+        Ok(())
+    }
+
+    /// The next document of the cursor, reopening it after a transient
+    /// failure.
+    fn fill_head(&mut self) -> StoreResult<()> {
+        while self.head.is_none() {
+            let Some(cursor) = self.cursor.as_mut() else {
+                return Ok(());
+            };
+            match cursor.next() {
+                None => {
+                    self.cursor = None;
+                    return Ok(());
+                }
+                Some(Ok(doc)) => {
+                    self.failures = 0;
+                    self.head = Some(doc);
+                }
+                Some(Err(e)) if transient(&e) && self.failures < RETRIES => {
+                    self.failures += 1;
+                    tracing::warn!(ns = %self.ns, error = %redact_text(&e.to_string()), "scan interrupted, reopening after the last document read");
+                    std::thread::sleep(Duration::from_millis(100 << self.failures.min(5)));
+                    self.open()?;
+                }
+                Some(Err(e)) => return Err(mongo_error(e, &self.store.url)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Remembers where the scan stands, for a reopen.
+    fn passed(&mut self, doc: &Document) {
+        let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
+        let field = match &self.scan.order {
+            Order::ById => None,
+            Order::ByField(path) => Some(value_at_path(doc, path).cloned().unwrap_or(Bson::Null)),
+        };
+        self.scan.after = Some(After { field, id });
+    }
+}
+
+impl Iterator for MongoScan<'_> {
+    type Item = StoreResult<Document>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Err(e) = self.fill_head() {
+            self.cursor = None;
+            return Some(Err(e));
+        }
+        let take_array = match (&self.head, self.arrays.front()) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(h), Some(a)) => {
+                position_key(&self.scan.order, a) < position_key(&self.scan.order, h)
+            }
+        };
+        let doc = if take_array {
+            self.arrays.pop_front()?
+        } else {
+            self.head.take()?
+        };
+        self.passed(&doc);
+        Some(Ok(doc))
+    }
+}
+
+/// The sort position of a document in a scan, as the embedded store orders.
+fn position_key(order: &Order, doc: &Document) -> (Vec<u8>, Vec<u8>) {
+    let field = match order {
+        Order::ById => Vec::new(),
+        Order::ByField(path) => sort_key(value_at_path(doc, path)),
+    };
+    (field, sort_key(doc.get("_id")))
 }
 
 fn same_bytes(a: &Document, b: &Document) -> bool {

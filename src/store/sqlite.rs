@@ -76,6 +76,7 @@ impl SqliteStore {
             },
         )?;
         conn.execute_batch(SCHEMA)?;
+        add_spec_column(&conn)?;
         Ok(SqliteStore {
             conn,
             path: path.to_string(),
@@ -472,15 +473,7 @@ impl Store for SqliteStore {
         }
         let tx = self.write_transaction()?;
         let (coll_id, _) = self.ensure_collection(ns)?;
-        let exists: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT 1 FROM edn_indexes WHERE coll_id = ?1 AND name = ?2",
-                params![coll_id, spec.name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_some() {
+        if !super::index::needs_creating(&self.list_indexes(ns)?, ns, spec)? {
             return Ok(false);
         }
         let seq: i64 = self.conn.query_row(
@@ -489,24 +482,35 @@ impl Store for SqliteStore {
             |r| r.get(0),
         )?;
         let sql_name = format!("edn_ix_{coll_id}_{}", seq + 1);
-        let columns = spec
+        let mut columns: Vec<String> = spec
             .keys
             .iter()
-            .map(|k| format!("edn_key(doc, {})", sql_literal(k)))
-            .collect::<Vec<_>>()
-            .join(", ");
+            .map(|k| {
+                let column = match k.as_str() {
+                    "_id" => "k".to_string(),
+                    path => format!("edn_key(doc, {})", sql_literal(path)),
+                };
+                if spec.descending.contains(k) {
+                    format!("{column} DESC")
+                } else {
+                    column
+                }
+            })
+            .collect();
+        // Uniqueness over part of a collection (sparse, partial) is not
+        // enforced here; such an index is recorded and used for order only.
+        let unique = spec.unique && !spec.sparse && spec.partial_filter.is_none();
         // A non-unique index also orders by `_id` (k), so a scan ordered by
         // (field, _id) resumes with an index seek instead of a sort.
-        let columns = if spec.unique {
-            columns
-        } else {
-            format!("{columns}, k")
-        };
-        let unique = if spec.unique { "UNIQUE " } else { "" };
+        if !unique && !columns.iter().any(|c| c == "k" || c == "k DESC") {
+            columns.push("k".into());
+        }
+        let keyword = if unique { "UNIQUE " } else { "" };
         self.conn
             .execute_batch(&format!(
-                "CREATE {unique}INDEX {sql_name} ON {} ({columns})",
-                table(coll_id)
+                "CREATE {keyword}INDEX {sql_name} ON {} ({})",
+                table(coll_id),
+                columns.join(", ")
             ))
             .map_err(|e| match self.duplicate_or(e, ns, None) {
                 StoreError::DuplicateKey { ns, key, .. } => StoreError::DuplicateKey {
@@ -516,9 +520,10 @@ impl Store for SqliteStore {
                 },
                 other => other,
             })?;
+        let definition = bson::to_vec(spec).map_err(|e| StoreError::Encoding(e.to_string()))?;
         self.conn.execute(
-            "INSERT INTO edn_indexes (coll_id, name, keys, is_unique, sql_name) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![coll_id, spec.name, spec.keys.join(","), spec.unique, sql_name],
+            "INSERT INTO edn_indexes (coll_id, name, keys, is_unique, sql_name, spec) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![coll_id, spec.name, spec.keys.join(","), unique, sql_name, definition],
         )?;
         tx.commit()?;
         Ok(true)
@@ -529,20 +534,33 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         };
         let mut stmt = self.conn.prepare_cached(
-            "SELECT name, keys, is_unique FROM edn_indexes WHERE coll_id = ?1 ORDER BY name",
+            "SELECT name, keys, is_unique, spec FROM edn_indexes WHERE coll_id = ?1 ORDER BY name",
         )?;
-        let specs = stmt.query_map(params![id], |r| {
-            Ok(IndexSpec {
-                name: r.get(0)?,
-                keys: r
-                    .get::<_, String>(1)?
-                    .split(',')
-                    .map(str::to_string)
-                    .collect(),
-                unique: r.get(2)?,
-            })
+        let rows = stmt.query_map(params![id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, Option<Vec<u8>>>(3)?,
+            ))
         })?;
-        Ok(specs.collect::<Result<_, _>>()?)
+        let mut specs = Vec::new();
+        for row in rows {
+            let (name, keys, unique, definition) = row?;
+            let spec = match definition {
+                Some(bytes) => bson::from_slice(&bytes)
+                    .map_err(|e| StoreError::Encoding(format!("index {name}: {e}")))?,
+                // Written before index definitions were kept whole.
+                None => IndexSpec {
+                    name,
+                    keys: keys.split(',').map(str::to_string).collect(),
+                    unique,
+                    ..IndexSpec::default()
+                },
+            };
+            specs.push(spec);
+        }
+        Ok(specs)
     }
 }
 
@@ -594,6 +612,17 @@ fn after_keys(order: &Order, after: &After) -> (Vec<u8>, Vec<u8>) {
         Order::ByField(_) => sort_key(after.field.as_ref()),
     };
     (field, sort_key(Some(&after.id)))
+}
+
+/// Files written before index definitions were kept whole lack the column.
+fn add_spec_column(conn: &Connection) -> StoreResult<()> {
+    let has: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('edn_indexes') WHERE name = 'spec'")?
+        .exists([])?;
+    if !has {
+        conn.execute_batch("ALTER TABLE edn_indexes ADD COLUMN spec BLOB")?;
+    }
+    Ok(())
 }
 
 fn table(id: i64) -> String {

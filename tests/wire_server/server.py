@@ -240,7 +240,8 @@ def in_op(doc_val, values):
 
 
 TYPE_CODES = {1: "double", 2: "string", 3: "object", 4: "array", 5: "binData", 6: "undefined",
-              7: "objectId", 8: "bool", 9: "date", 10: "null", 11: "regex", 13: "javascript",
+              7: "objectId", 8: "bool", 9: "date", 10: "null", 11: "regex", 12: "dbPointer",
+              13: "javascript",
               14: "symbol", 15: "javascriptWithScope", 16: "int", 17: "timestamp", 18: "long",
               19: "decimal", -1: "minKey", 127: "maxKey"}
 
