@@ -145,7 +145,23 @@ fn swap_if_same(
         ..Step::default()
     };
     let id = current.get("_id").cloned().unwrap_or(bson::Bson::Null);
-    written(store.patch_many(ns, &[Patch::update(id, step)])?)
+    if written(store.patch_many(ns, &[Patch::update(id.clone(), step)])?)? {
+        return Ok(true);
+    }
+    // A write retried after a lost reply finds its own result: it landed.
+    let stored = store.get_many(ns, &[id])?;
+    Ok(stored.first().is_some_and(|s| same_fields(s, next)))
+}
+
+/// The same fields with the same values, in any order.
+fn same_fields(a: &Document, b: &Document) -> bool {
+    a.len() == b.len()
+        && a.iter().all(|(k, v)| {
+            b.get(k).is_some_and(|w| {
+                bson::to_vec(&bson::doc! {"v": v.clone()}).ok()
+                    == bson::to_vec(&bson::doc! {"v": w.clone()}).ok()
+            })
+        })
 }
 
 /// Whether the one patch was applied; a refusal is an error.

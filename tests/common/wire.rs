@@ -76,3 +76,53 @@ fn start() -> Result<Server, String> {
         _child: Mutex::new(child),
     })
 }
+
+/// A wire test server of one's own (for fault injection, which would
+/// disturb the tests sharing the common one), stopped when dropped.
+pub struct Dedicated {
+    /// Its URL.
+    pub url: String,
+    child: Child,
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a dedicated server with extra arguments; `None` when the wire
+/// tests are skipped on purpose.
+pub fn dedicated(args: &[&str]) -> Option<Dedicated> {
+    if std::env::var(OPT_OUT).is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED: MongoDB wire test ({OPT_OUT}=1)");
+        return None;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wire_server/server.py");
+    let python = std::env::var("EDN_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut child = Command::new(&python)
+        .arg(script)
+        .args(["--port", "0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python} {script}: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the server's first line");
+    let port = line
+        .trim()
+        .strip_prefix("LISTENING ")
+        .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
+        .to_string();
+    Some(Dedicated {
+        url: format!(
+            "mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=10000"
+        ),
+        child,
+    })
+}
