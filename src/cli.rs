@@ -603,6 +603,10 @@ pub struct RehearseArgs {
     /// Minimum dual-write match rate, in percent.
     #[arg(long, default_value_t = 98.0)]
     pub min_dual_write: f64,
+    /// Check what dual-write copied from this date (default: from the
+    /// `phase1 enable` the dump records, else its earliest dual-write entry).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub dual_write_since: Option<DateTime<Utc>>,
     /// Minimum questionnaire match rate, in percent.
     #[arg(long, default_value_t = 95.0)]
     pub min_questionnaires: f64,

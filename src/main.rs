@@ -227,6 +227,7 @@ fn rehearse(config: &edn_migrate::config::Config, args: RehearseArgs) -> Command
     let mut opts = edn_migrate::rehearse::RehearseOptions::new(out);
     opts.rename = args.rename_db.into_iter().collect();
     opts.min_dual_write = args.min_dual_write / 100.0;
+    opts.dual_write_since = args.dual_write_since;
     opts.thresholds = phase2::validate::Thresholds {
         questionnaires: args.min_questionnaires / 100.0,
         followups: args.min_followups / 100.0,

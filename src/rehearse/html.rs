@@ -254,6 +254,21 @@ fn rates(r: &Report) -> String {
         ));
     }
     h.push_str("</tbody></table>");
+    if !r.dual_write_findings.is_empty() {
+        h.push_str("<h3>Dual-write: documents not as the legacy ones (ids and paths only)</h3>");
+        h.push_str(&head(&["collection", "id", "user", "problem", "what"]));
+        for f in r.dual_write_findings.iter().take(SHOWN) {
+            h.push_str(&format!(
+                "<tr>{}{}{}{}{}</tr>",
+                cell(&f.collection),
+                cell(&f.id),
+                cell(&f.user_id),
+                cell(&f.problem),
+                cell(&f.what.join("; "))
+            ));
+        }
+        h.push_str("</tbody></table>");
+    }
     h
 }
 

@@ -34,8 +34,9 @@ use report::{Outcome, Report};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The plan's threshold for the dual-write match rate (section 5: > 98 %).
-pub const DEFAULT_MIN_DUAL_WRITE: f64 = 0.98;
+/// The plan's threshold for the dual-write match rate (section 5: > 98 %),
+/// as `phase1 dual-write-check` has it.
+pub const DEFAULT_MIN_DUAL_WRITE: f64 = crate::phase1::DEFAULT_MIN_MATCH;
 
 /// The embedded store the rehearsal runs on, inside the output folder.
 pub const STORE_FILE: &str = "rehearsal.db";
@@ -44,6 +45,12 @@ pub const BASELINE_FILE: &str = "baseline.db";
 /// The copy of the store taken right after the migration: the drawers as
 /// production will get them, to inspect (`--store sqlite:OUT/migrated.db`).
 pub const MIGRATED_FILE: &str = "migrated.db";
+
+/// The backend flags production has during phase 2, written for the
+/// rehearsal's gates and checks (a dump does not carry the backend's
+/// `.env`): dual-write on, reads from the legacy collections.
+pub const BACKEND_ENV: &str = "backend.env";
+const PHASE2_FLAGS: &str = "# The backend's flags during phase 2, as the rehearsal assumes them\n# (written by `edn-migrate rehearse`; production's own .env is not read).\nUSE_CLIENT_DRAWER_WRITE=true\nUSE_CLIENT_DRAWER_READ=false\nDISABLE_LEGACY_ENDPOINTS=false\n";
 
 /// What `rehearse` was asked.
 #[derive(Debug, Clone)]
@@ -59,6 +66,8 @@ pub struct RehearseOptions {
     pub thresholds: Thresholds,
     /// Dual-write match rate needed, 0 to 1.
     pub min_dual_write: f64,
+    /// Check dual-write from this date (default: when the dump says it began).
+    pub dual_write_since: Option<chrono::DateTime<Utc>>,
     /// Users per migration batch.
     pub batch_size: u32,
     /// Nutrition ↔ training pairing window.
@@ -82,6 +91,7 @@ impl RehearseOptions {
                 plans: 0.90,
             },
             min_dual_write: DEFAULT_MIN_DUAL_WRITE,
+            dual_write_since: None,
             batch_size: 100,
             pairing_window_ms: crate::drawer::DEFAULT_PAIRING_WINDOW_MS,
             max_drawer_bytes: crate::drawer::DEFAULT_MAX_DRAWER_BYTES,
@@ -159,7 +169,11 @@ fn prepare_out_dir(out: &Path) -> CommandResult<()> {
             )));
         }
     }
-    private::create_dir_all(out).map_err(CommandError::io(format!("creating {}", out.display())))
+    private::create_dir_all(out)
+        .map_err(CommandError::io(format!("creating {}", out.display())))?;
+    let env = out.join(BACKEND_ENV);
+    private::write(&env, PHASE2_FLAGS)
+        .map_err(CommandError::io(format!("writing {}", env.display())))
 }
 
 fn write_reports(report: &Report, files: &ReportFiles) -> CommandResult<()> {

@@ -41,6 +41,8 @@ pub struct Report {
     pub steps: Vec<Step>,
     /// The match rates against their thresholds.
     pub rates: Vec<Rate>,
+    /// What phase 1's check found wrong, by id and path (never a value).
+    pub dual_write_findings: Vec<DualWriteFinding>,
     /// The dump's collections and what became of their documents.
     pub collections: Vec<CollectionFate>,
     /// Quarantined documents by collection and reason.
@@ -164,6 +166,21 @@ pub struct Rate {
     pub passed: Option<bool>,
 }
 
+/// A document dual-write copied wrongly, or never copied.
+#[derive(Debug, Clone, Serialize)]
+pub struct DualWriteFinding {
+    /// The legacy collection.
+    pub collection: String,
+    /// The legacy document's id.
+    pub id: String,
+    /// Its user.
+    pub user_id: String,
+    /// `missing`, or `differs`.
+    pub problem: String,
+    /// The paths that differ, or why it is missing.
+    pub what: Vec<String>,
+}
+
 /// One collection of the dump and what became of its documents.
 #[derive(Debug, Clone, Serialize)]
 pub struct CollectionFate {
@@ -284,6 +301,11 @@ impl Report {
             },
             steps: run.steps.clone(),
             rates: rates(run, opts),
+            dual_write_findings: run
+                .outputs
+                .get("phase1")
+                .map(dual_write_findings)
+                .unwrap_or_default(),
             collections: fates(config, run, validation),
             quarantine: run
                 .inspection
@@ -302,8 +324,9 @@ impl Report {
 fn rates(run: &Rehearsal, opts: &RehearseOptions) -> Vec<Rate> {
     let mut rates = Vec::new();
     let phase1 = run.outputs.get("phase1");
-    let checked = phase1.and_then(|p| p["checked"].as_u64()).unwrap_or(0);
-    let matched = phase1.and_then(|p| p["matched"].as_u64()).unwrap_or(0);
+    let counts = phase1.map_or(&Value::Null, |p| &p["counts"]);
+    let checked = counts["checked"].as_u64().unwrap_or(0);
+    let matched = counts["matched"].as_u64().unwrap_or(0);
     rates.push(rate("dual_write", checked, matched, opts.min_dual_write));
     let validation = run.outputs.get("validate");
     for (name, threshold) in [
@@ -332,6 +355,32 @@ fn rate(name: &str, documents: u64, matched: u64, threshold: f64) -> Rate {
         threshold,
         passed: value.map(|v| v >= threshold),
     }
+}
+
+fn dual_write_findings(check: &Value) -> Vec<DualWriteFinding> {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mut out = Vec::new();
+    for (list, problem) in [("missing", "missing"), ("mismatches", "differs")] {
+        for f in check[list].as_array().into_iter().flatten() {
+            out.push(DualWriteFinding {
+                collection: text(&f["collection"]),
+                id: text(&f["id"]),
+                user_id: text(&f["user_id"]),
+                problem: problem.into(),
+                what: f["what"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(text)
+                    .collect(),
+            });
+        }
+    }
+    out
 }
 
 /// The legacy kind whose validation name (`submission` …) is `name`.
@@ -609,6 +658,19 @@ fn markdown_sections(r: &Report) -> String {
                 None => "not measured",
             }
         ));
+    }
+    if !r.dual_write_findings.is_empty() {
+        md.push_str("\n### Dual-write: documents not as the legacy ones (ids and paths only)\n\n| collection | id | user | problem | what |\n|---|---|---|---|---|\n");
+        for f in r.dual_write_findings.iter().take(SHOWN) {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                cell(&f.collection),
+                cell(&f.id),
+                cell(&f.user_id),
+                f.problem,
+                cell(&f.what.join("; "))
+            ));
+        }
     }
     md.push_str("\n## Documents by collection\n\n| collection | documents | in drawers | quarantined | unaccounted | fate |\n|---|---:|---:|---:|---:|---|\n");
     for c in &r.collections {

@@ -19,7 +19,7 @@ use std::cmp::Ordering;
 use std::iter::Peekable;
 
 /// Collections of the drawer database that record the tool's own work.
-pub const BOOKKEEPING: [&str; 3] = [own::RUNS, own::LOCK, "dual_write_validations"];
+pub const BOOKKEEPING: [&str; 3] = [own::RUNS, own::LOCK, crate::phase1::VALIDATIONS];
 /// Differences named in the report (all are counted).
 const LISTED: usize = 50;
 /// Documents per scan round trip.

@@ -9,15 +9,17 @@
 use super::inspect::{self, Inspection};
 use super::report::{Outcome, Step};
 use super::restore::{self, RestoreCheck};
-use super::{RehearseOptions, BASELINE_FILE, MIGRATED_FILE};
+use super::{RehearseOptions, BACKEND_ENV, BASELINE_FILE, MIGRATED_FILE};
 use crate::config::Config;
 use crate::dump::{self, DumpOptions, Loaded};
 use crate::error::{CommandError, CommandResult};
 use crate::phase2::validate::{self, ValidateOptions};
 use crate::phase2::{self, MigrateOptions, Part};
+use crate::rollback::{self, RollbackOptions};
 use crate::store::{self, Store};
+use crate::toggle::{Consent, FlagOptions};
 use crate::transfer::ImportOptions;
-use crate::{backup, phase0, rollback};
+use crate::{backup, phase0, phase1};
 use chrono::Utc;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -121,7 +123,9 @@ pub fn run_all(dump: &Path, config: &Config, opts: &RehearseOptions) -> CommandR
     r.run("second_run", opts, |_| {
         second_run(store, config, opts, &backups)
     });
-    r.run("rollback", opts, |_| roll_back(store, config, &backups));
+    r.run("rollback", opts, |_| {
+        roll_back(store, config, opts, &backups)
+    });
     r.run("restored", opts, |r| restored(store, config, out, r));
     Ok(r)
 }
@@ -221,8 +225,12 @@ fn check_of(name: &str, opts: &RehearseOptions) -> String {
         "import" => "every file loads; the migrated collections hold documents".into(),
         "phase0" => "client_drawers and its indexes in place".into(),
         "phase1" => format!(
-            "at least {} of the documents dual-write copied match the legacy ones",
-            percent(opts.min_dual_write)
+            "at least {} of the documents dual-write copied {} match the legacy ones",
+            percent(opts.min_dual_write),
+            match opts.dual_write_since {
+                Some(t) => format!("since {}", t.format("%Y-%m-%d %H:%M UTC")),
+                None => "since it began".to_string(),
+            }
         ),
         "backup" => "written and verified against its manifest".into(),
         "dry_run" => "plans the migration without writing".into(),
@@ -332,19 +340,39 @@ fn prepare(store: &dyn Store, config: &Config) -> CommandResult<Verdict> {
     .output(output.json))
 }
 
-/// PENDING (issue 7): `phase1 dual-write-check` is not on main yet. Once it
-/// lands, this calls `phase1::dual_write_check` on the drawers the dump
-/// holds; until then the step does not pass, so no rehearsal can claim a
-/// phase 1 it did not check.
+/// Phase 1's check on the drawers the dump holds (dual-write has been
+/// writing them in production), from when dual-write began.
 fn dual_write_check(
-    _store: &dyn Store,
-    _config: &Config,
-    _opts: &RehearseOptions,
+    store: &dyn Store,
+    config: &Config,
+    opts: &RehearseOptions,
 ) -> CommandResult<Verdict> {
-    Ok(Verdict::new(
-        false,
-        "not checked: this build has no `phase1 dual-write-check` yet",
-    ))
+    let check = phase1::CheckOptions {
+        since: opts.dual_write_since,
+        min_match: opts.min_dual_write,
+        env_file: opts.out_dir.join(BACKEND_ENV),
+    };
+    let (passed, json) = match phase1::dual_write_check(store, config, &check) {
+        Ok(output) => (true, output.json),
+        Err(CommandError::Failed { output, .. }) => (false, output.json),
+        Err(e) => return Err(e),
+    };
+    let c = &json["counts"];
+    let checked = c["checked"].as_u64().unwrap_or(0);
+    let result = if checked == 0 {
+        "nothing to check: no drawer of the dump holds an entry dual-write wrote".to_string()
+    } else {
+        format!(
+            "{} of {checked} match ({}); {} differ, {} missing from drawers",
+            c["matched"],
+            json["match_rate"].as_f64().map_or("n/a".into(), percent),
+            c["mismatched"],
+            c["missing"]
+        )
+    };
+    Ok(Verdict::new(passed, result)
+        .documents(Some(checked))
+        .output(json))
 }
 
 fn take_backup(store: &dyn Store, config: &Config, backups: &Path) -> CommandResult<Verdict> {
@@ -499,8 +527,28 @@ fn second_run(
         .output(output.json))
 }
 
-fn roll_back(store: &dyn Store, config: &Config, backups: &Path) -> CommandResult<Verdict> {
-    let output = rollback::phase2(store, config, None, backups, true)?;
+/// The rollback as an incident script runs it (`rollback --phase 2 --yes`),
+/// gate included: reads still come from the legacy collections.
+fn roll_back(
+    store: &dyn Store,
+    config: &Config,
+    opts: &RehearseOptions,
+    backups: &Path,
+) -> CommandResult<Verdict> {
+    let output = rollback::rollback(
+        store,
+        config,
+        &RollbackOptions {
+            phase: 2,
+            from_backup: None,
+        },
+        &FlagOptions::env_file(opts.out_dir.join(BACKEND_ENV)),
+        &Consent {
+            yes: true,
+            force_reason: None,
+            backup_dir: backups.to_path_buf(),
+        },
+    )?;
     let u = &output.json["undone"];
     let drawers = ["drawers_deleted", "drawers_restored", "drawers_untouched"]
         .iter()
