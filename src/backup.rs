@@ -472,11 +472,54 @@ pub fn latest_verified(backup_dir: &Path) -> CommandResult<Option<Manifest>> {
         .find(|m| m.verified_at.is_some()))
 }
 
+/// What `rollback --phase 2 --from-backup ID` brings back, and how.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Restore the legacy collections too (the application is still
+    /// writing them: what it wrote since the backup is lost).
+    pub include_legacy: bool,
+    /// Documents per insert.
+    pub batch_size: u32,
+    /// The reason given with `--force`, recorded with the run.
+    pub force_reason: Option<String>,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            include_legacy: false,
+            batch_size: 1000,
+            force_reason: None,
+        }
+    }
+}
+
+/// The backup's collections a restore replaces, and the ones it leaves.
+fn restore_selection<'m>(
+    config: &Config,
+    manifest: &'m Manifest,
+    include_legacy: bool,
+) -> (Vec<&'m CollectionEntry>, Vec<&'m CollectionEntry>) {
+    let drawer_side = drawer_side(config);
+    manifest
+        .collections
+        .iter()
+        .partition(|e| include_legacy || drawer_side.contains(&e.ns()))
+}
+
 /// What restoring backup `id` would overwrite: per collection, the documents
-/// now in the store against those in the backup. Printed as a warning before
-/// `rollback --phase 2 --from-backup ID` asks for confirmation.
-pub fn restore_plan(store: &dyn Store, backup_dir: &Path, id: &str) -> CommandResult<Output> {
+/// now in the store against those in the backup, and the collections it
+/// leaves alone. Printed before `rollback --phase 2 --from-backup ID` asks
+/// for confirmation.
+pub fn restore_plan(
+    store: &dyn Store,
+    config: &Config,
+    backup_dir: &Path,
+    id: &str,
+    include_legacy: bool,
+) -> CommandResult<Output> {
     let (dir, manifest) = open_backup(backup_dir, Some(id))?;
+    let (chosen, left) = restore_selection(config, &manifest, include_legacy);
     let mut rows = vec![vec![
         "database".to_string(),
         "collection".to_string(),
@@ -485,9 +528,11 @@ pub fn restore_plan(store: &dyn Store, backup_dir: &Path, id: &str) -> CommandRe
     ]];
     let mut collections = Vec::new();
     let mut current_total = 0;
-    for entry in &manifest.collections {
+    let mut backup_total = 0;
+    for entry in &chosen {
         let current = store.count(&entry.ns())?;
         current_total += current;
+        backup_total += entry.count;
         rows.push(vec![
             entry.db.clone(),
             entry.name.clone(),
@@ -505,17 +550,25 @@ pub fn restore_plan(store: &dyn Store, backup_dir: &Path, id: &str) -> CommandRe
         || "never verified".to_string(),
         |at| format!("verified {at}"),
     );
+    let left_names: Vec<String> = left.iter().map(|e| e.ns().to_string()).collect();
+    let kept = if left.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "left as they are (the application's, still written): {}; pass --include-legacy to restore them too\n",
+            left_names.join(", ")
+        )
+    };
     let text = format!(
         "restoring backup {} (taken {}, {verified}) from {}\n\
          drops and reloads these {} collections in {}:\n{}\
-         {current_total} documents now in the store will be replaced by the backup's {}; anything written since {} is lost\n",
+         {current_total} documents now in the store will be replaced by the backup's {backup_total}; anything written to them since {} is lost\n{kept}",
         manifest.id,
         manifest.created_at,
         dir.display(),
-        manifest.collections.len(),
+        chosen.len(),
         store.describe(),
         table(&rows),
-        manifest.documents(),
         manifest.created_at,
     );
     Ok(Output {
@@ -526,8 +579,9 @@ pub fn restore_plan(store: &dyn Store, backup_dir: &Path, id: &str) -> CommandRe
             "verified_at": manifest.verified_at,
             "path": dir.display().to_string(),
             "collections": collections,
+            "left_alone": left_names,
             "current": current_total,
-            "backup": manifest.documents(),
+            "backup": backup_total,
         }),
     })
 }
@@ -535,17 +589,20 @@ pub fn restore_plan(store: &dyn Store, backup_dir: &Path, id: &str) -> CommandRe
 /// The top-level entry point for `rollback --phase 2 --from-backup ID`.
 ///
 /// Verifies the backup first and refuses (gate) if it does not verify. Then,
-/// per collection: drops it, reloads it from its `.bson` file in batches of
-/// `batch_size`, and recreates the indexes its metadata lists (the implicit
-/// `_id_` aside). Indexes come after the data, as with mongorestore, so a
-/// unique index is checked once against the restored documents. A restore
-/// that stops halfway can simply be run again: every collection is dropped
-/// before it is reloaded.
+/// under the phase 2 lock and with a run record, per collection of the
+/// drawer side (and the legacy side with `include_legacy`): drops it,
+/// reloads it from its `.bson` file in batches, and recreates the indexes
+/// its metadata lists exactly (the implicit `_id_` aside). Indexes come
+/// after the data, as with mongorestore, so a unique index is checked once
+/// against the restored documents. A restore that stops halfway (an error,
+/// or SIGINT between batches) can simply be run again: every collection is
+/// dropped before it is reloaded.
 pub fn restore(
     store: &dyn Store,
+    config: &Config,
     backup_dir: &Path,
     id: &str,
-    batch_size: u32,
+    opts: &RestoreOptions,
 ) -> CommandResult<Output> {
     let (dir, manifest) = open_backup(backup_dir, Some(id))?;
     let problems = check(&dir, &manifest);
@@ -558,14 +615,65 @@ pub fn restore(
             problems.join("\n  ")
         )));
     }
+    let (chosen, _) = restore_selection(config, &manifest, opts.include_legacy);
     // Parse every metadata file before dropping anything, so a bad index
     // definition cannot leave the store half restored.
-    let mut plans = Vec::with_capacity(manifest.collections.len());
-    for entry in &manifest.collections {
+    let mut plans = Vec::with_capacity(chosen.len());
+    for entry in chosen {
         plans.push((entry, read_indexes(&dir, entry)?));
     }
-    let batch_size = batch_size.max(1) as usize;
-    let progress = progress_bar(manifest.documents(), "restoring");
+    let mut run = crate::run::Run::start(
+        store,
+        config,
+        crate::run::RunSpec {
+            force_reason: opts.force_reason.clone(),
+            ..crate::run::RunSpec::locked(
+                format!("rollback --phase 2 --from-backup {}", manifest.id),
+                "restore",
+            )
+        },
+    )?;
+    let run_id = run.id().to_string();
+    match reload(store, &dir, &manifest, &plans, opts, &mut run) {
+        Ok((output, restored)) => {
+            run.record_mut().tally.writes = restored;
+            run.finish(
+                "succeeded",
+                Some(bson::doc! { "backup": &manifest.id, "restored": restored as i64 }),
+            )?;
+            Ok(output)
+        }
+        Err(e) => {
+            let record = run.fail(&e);
+            let message = format!(
+                "{e}\nrestore {run_id} {} part-way; run `edn-migrate rollback --phase 2 --from-backup {}{}` again: every collection is dropped before it is reloaded",
+                record.outcome,
+                manifest.id,
+                if opts.include_legacy { " --include-legacy" } else { "" }
+            );
+            Err(match e {
+                CommandError::Interrupted(_) => CommandError::Interrupted(message),
+                CommandError::LockHeld(_) => CommandError::LockHeld(message),
+                CommandError::Gate(_) => CommandError::Gate(message),
+                _ => CommandError::Input(message),
+            })
+        }
+    }
+}
+
+/// Drops and reloads the chosen collections; returns the summary and how
+/// many documents were restored.
+fn reload(
+    store: &dyn Store,
+    dir: &Path,
+    manifest: &Manifest,
+    plans: &[(&CollectionEntry, Vec<IndexSpec>)],
+    opts: &RestoreOptions,
+    run: &mut crate::run::Run<'_>,
+) -> CommandResult<(Output, u64)> {
+    let batch_size = opts.batch_size.max(1) as usize;
+    let total: u64 = plans.iter().map(|(e, _)| e.count).sum();
+    let progress = progress_bar(total, "restoring");
     let mut rows = vec![vec![
         "database".to_string(),
         "collection".to_string(),
@@ -575,42 +683,44 @@ pub fn restore(
     ]];
     let mut collections = Vec::new();
     let mut replaced_total = 0;
+    let mut restored_total = 0;
     for (entry, indexes) in plans {
         let ns = entry.ns();
         let replaced = store.count(&ns)?;
         store.drop_collection(&ns)?;
         store.create_collection(&ns)?;
-        let path = backup_path(&dir, &entry.bson_file)?;
+        let path = backup_path(dir, &entry.bson_file)?;
         let file =
             File::open(&path).map_err(CommandError::io(format!("reading {}", path.display())))?;
         let mut stream = BsonStream::new(BufReader::new(file), entry.bson_file.clone());
         let mut batch = Vec::with_capacity(batch_size);
         let mut restored = 0;
-        while let Some(doc) = stream.next_document()? {
-            batch.push(doc);
-            if batch.len() == batch_size {
+        loop {
+            let next = stream.next_document()?;
+            let done = next.is_none();
+            batch.extend(next);
+            if batch.len() == batch_size || (done && !batch.is_empty()) {
+                run.renew_before_writes()?;
                 store.insert_many(&ns, &batch)?;
                 restored += batch.len() as u64;
                 progress.inc(batch.len() as u64);
                 batch.clear();
             }
-        }
-        if !batch.is_empty() {
-            store.insert_many(&ns, &batch)?;
-            restored += batch.len() as u64;
-            progress.inc(batch.len() as u64);
+            if done {
+                break;
+            }
         }
         if restored != entry.count {
             return Err(CommandError::Input(format!(
-                "{}: read {restored} documents, the manifest says {}: the file changed during the restore; \
-                 {ns} is incomplete, run `edn-migrate rollback --phase 2 --from-backup {}` again",
-                entry.bson_file, entry.count, manifest.id
+                "{}: read {restored} documents, the manifest says {}: the file changed during the restore; {ns} is incomplete",
+                entry.bson_file, entry.count
             )));
         }
-        for spec in &indexes {
+        for spec in indexes {
             store.create_index(&ns, spec)?;
         }
         replaced_total += replaced;
+        restored_total += restored;
         rows.push(vec![
             entry.db.clone(),
             entry.name.clone(),
@@ -625,25 +735,29 @@ pub fn restore(
             "restored": restored,
             "indexes": indexes.iter().map(|i| i.name.clone()).collect::<Vec<_>>(),
         }));
+        // Between collections: a signal stops the restore here.
+        run.renew()?;
     }
     progress.finish_and_clear();
-    Ok(Output {
+    let output = Output {
         text: format!(
-            "{}  path: {}\nbackup {} restored ({} documents, {} collections; {replaced_total} documents replaced)\n",
+            "{}  path: {}\nbackup {} restored ({restored_total} documents, {} collections; {replaced_total} documents replaced; run {})\n",
             table(&rows),
             dir.display(),
             manifest.id,
-            manifest.documents(),
-            manifest.collections.len()
+            plans.len(),
+            run.id()
         ),
         json: json!({
             "id": manifest.id,
+            "run_id": run.id(),
             "path": dir.display().to_string(),
-            "documents": manifest.documents(),
+            "documents": restored_total,
             "replaced": replaced_total,
             "collections": collections,
         }),
-    })
+    };
+    Ok((output, restored_total))
 }
 
 /// Writes the files and the manifest into the `.partial` folder and reads
@@ -696,13 +810,23 @@ fn write_backup(
 
 /// The collections a backup holds: the legacy ones, then the drawers, each
 /// once even if a configuration names one twice.
+/// The collections the migration writes: what a restore brings back by
+/// default (the legacy ones are the application's, still being written).
+fn drawer_side(config: &Config) -> [Ns; 3] {
+    [
+        config.drawers_ns(),
+        config.drawer(crate::config::own::SNAPSHOT_ARCHIVE),
+        config.drawer(crate::config::own::QUARANTINE),
+    ]
+}
+
 fn backed_up_namespaces(config: &Config) -> Vec<Ns> {
     let mut out: Vec<Ns> = Vec::new();
     let all = config
         .legacy_collections()
         .into_iter()
         .map(|c| config.legacy(c))
-        .chain(std::iter::once(config.drawers_ns()));
+        .chain(drawer_side(config));
     for ns in all {
         if !out.contains(&ns) {
             out.push(ns);

@@ -499,6 +499,11 @@ pub struct RollbackArgs {
     /// Phase 2: restore this backup instead of undoing surgically (overwrites what was written since).
     #[arg(long, value_name = "ID")]
     pub from_backup: Option<String>,
+    /// With --from-backup: restore the legacy collections too (by default only
+    /// client_drawers, the snapshot archive and the quarantine are restored;
+    /// the application is still writing the legacy ones).
+    #[arg(long, requires = "from_backup")]
+    pub include_legacy: bool,
     /// Where backups live.
     #[arg(long, env = "EDN_BACKUP_DIR", default_value = "./backups")]
     pub backup_dir: PathBuf,

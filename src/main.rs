@@ -211,6 +211,7 @@ fn run(cli: Cli) -> CommandResult<Output> {
             &rollback::RollbackOptions {
                 phase: args.phase,
                 from_backup: args.from_backup,
+                include_legacy: args.include_legacy,
             },
             &flags(args.restart),
             &consent(args.force.reason(), args.backup_dir),

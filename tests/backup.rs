@@ -7,7 +7,7 @@ mod common;
 
 use bson::{doc, oid::ObjectId, Bson, DateTime as BsonDate, Document};
 use chrono::{DateTime, Duration, Utc};
-use edn_migrate::backup::{self, Manifest};
+use edn_migrate::backup::{self, Manifest, RestoreOptions};
 use edn_migrate::config::Config;
 use edn_migrate::error::EXIT_GATE;
 use edn_migrate::store::{IndexSpec, Ns, Scan, Store, StoreError};
@@ -146,7 +146,18 @@ fn namespaces(config: &Config) -> Vec<Ns> {
         .map(|c| config.legacy(c))
         .collect();
     out.push(config.drawers_ns());
+    out.push(config.drawer("client_drawer_snapshot_archive"));
+    out.push(config.drawer("migration_quarantine"));
     out
+}
+
+/// A restore of everything, legacy collections included.
+fn everything(batch_size: u32) -> RestoreOptions {
+    RestoreOptions {
+        include_legacy: true,
+        batch_size,
+        force_reason: None,
+    }
 }
 
 fn scan_all(store: &dyn Store, ns: &Ns) -> Vec<Document> {
@@ -352,7 +363,7 @@ fn damaged_files_fail_verification(store: &dyn Store, config: &Config, dir: &Pat
         "a damaged backup no longer counts as verified"
     );
 
-    let err = backup::restore(store, dir, &manifest.id, 100).unwrap_err();
+    let err = backup::restore(store, config, dir, &manifest.id, &everything(100)).unwrap_err();
     assert_eq!(err.exit_code(), EXIT_GATE);
     assert!(err.to_string().contains("refusing"), "{err}");
     assert_eq!(
@@ -405,7 +416,7 @@ fn restore_brings_back_exactly_the_backup(store: &dyn Store, config: &Config, di
     assert!(store.drop_collection(&drawers).unwrap());
     assert_ne!(snapshot(store, config), before);
 
-    let plan = backup::restore_plan(store, dir, &manifest.id).unwrap();
+    let plan = backup::restore_plan(store, config, dir, &manifest.id, true).unwrap();
     assert!(plan.text.contains(&manifest.id), "{}", plan.text);
     assert!(plan.text.contains("client_drawers"), "{}", plan.text);
     let rows = plan.json["collections"].as_array().unwrap();
@@ -431,7 +442,7 @@ fn restore_brings_back_exactly_the_backup(store: &dyn Store, config: &Config, di
     assert_eq!(drawer_row["current"], 0);
     assert_eq!(drawer_row["backup"], drawer_count);
 
-    let out = backup::restore(store, dir, &manifest.id, 2).unwrap();
+    let out = backup::restore(store, config, dir, &manifest.id, &everything(2)).unwrap();
     assert!(out.text.contains("restored"), "{}", out.text);
     assert_eq!(snapshot(store, config), before);
 
@@ -444,7 +455,7 @@ fn restore_brings_back_exactly_the_backup(store: &dyn Store, config: &Config, di
     assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err}");
 
     // Restoring twice is harmless: every collection is dropped first.
-    backup::restore(store, dir, &manifest.id, 1000).unwrap();
+    backup::restore(store, config, dir, &manifest.id, &everything(1000)).unwrap();
     assert_eq!(snapshot(store, config), before);
 }
 
@@ -584,8 +595,15 @@ fn no_backup_folder_means_no_backup() {
     );
     let err = backup::verify(&dir, Some("20261123T131500Z-000000"), t0()).unwrap_err();
     assert!(err.to_string().contains("--list"), "{err}");
-    let (store, _) = fixture_store();
-    let err = backup::restore(store.as_ref(), &dir, "20261123T131500Z-000000", 10).unwrap_err();
+    let (store, config) = fixture_store();
+    let err = backup::restore(
+        store.as_ref(),
+        &config,
+        &dir,
+        "20261123T131500Z-000000",
+        &everything(10),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("no backup"), "{err}");
 }
 
@@ -599,7 +617,7 @@ fn a_missing_collection_is_backed_up_empty_and_restored_empty() {
     let scratch = tempfile::tempdir().unwrap();
     let out = backup::create(store.as_ref(), &config, scratch.path(), t0()).unwrap();
     assert!(
-        out.text.contains("(1 documents, 7 collections)"),
+        out.text.contains("(1 documents, 9 collections)"),
         "{}",
         out.text
     );
@@ -615,7 +633,14 @@ fn a_missing_collection_is_backed_up_empty_and_restored_empty() {
     store
         .insert_many(&config.drawers_ns(), &[doc! {"_id": "late"}])
         .unwrap();
-    backup::restore(store.as_ref(), scratch.path(), &manifest.id, 10).unwrap();
+    backup::restore(
+        store.as_ref(),
+        &config,
+        scratch.path(),
+        &manifest.id,
+        &RestoreOptions::default(),
+    )
+    .unwrap();
     assert_eq!(store.count(&config.drawers_ns()).unwrap(), 0);
     assert_eq!(store.count(&config.legacy(&config.users)).unwrap(), 1);
 }

@@ -622,6 +622,95 @@ fn an_index_is_the_same_only_if_keys_and_options_are(store: &dyn Store, db: &str
     assert_eq!(listed, vec![plain]);
 }
 
+fn indexes_and_the_drawer_side_come_back_from_a_backup(store: &dyn Store, db: &str) {
+    use edn_migrate::backup::{self, RestoreOptions};
+    use edn_migrate::config::Config;
+    let config = Config::new("contract", &format!("{db}_l"), &format!("{db}_d"));
+    let drawers = config.drawers_ns();
+    let submissions = config.legacy(&config.submissions);
+    store
+        .insert_many(&drawers, &[doc! {"_id": "client_1", "user_id": "1"}])
+        .unwrap();
+    store
+        .insert_many(&submissions, &[doc! {"_id": "s1", "user_id": "1"}])
+        .unwrap();
+    let specs = [
+        IndexSpec::ascending(&["user_id"], true),
+        IndexSpec {
+            name: "recent".into(),
+            keys: vec!["meta.updated_at".into(), "user_id".into()],
+            descending: vec!["meta.updated_at".into()],
+            ..IndexSpec::default()
+        },
+        IndexSpec {
+            name: "expiring".into(),
+            keys: vec!["meta.expires_at".into()],
+            expire_after_seconds: Some(3600),
+            ..IndexSpec::default()
+        },
+        IndexSpec {
+            name: "active_only".into(),
+            keys: vec!["services.training.active".into()],
+            partial_filter: Some(doc! {"services.training.active": true}),
+            ..IndexSpec::default()
+        },
+        IndexSpec {
+            name: "email_sparse".into(),
+            keys: vec!["profile.email".into()],
+            sparse: true,
+            ..IndexSpec::default()
+        },
+    ];
+    for spec in &specs {
+        store.create_index(&drawers, spec).unwrap();
+    }
+    let before = store.list_indexes(&drawers).unwrap();
+    let mut wanted = specs.to_vec();
+    wanted.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(before, wanted, "the store keeps every option it was given");
+    let dir = tempfile::tempdir().unwrap();
+    backup::create(store, &config, dir.path(), chrono::Utc::now()).unwrap();
+    let id = backup::latest_verified(dir.path()).unwrap().unwrap().id;
+
+    store.drop_collection(&drawers).unwrap();
+    store
+        .insert_many(&submissions, &[doc! {"_id": "s2", "user_id": "2"}])
+        .unwrap();
+    let plan = backup::restore_plan(store, &config, dir.path(), &id, false).unwrap();
+    assert!(
+        plan.text.contains("--include-legacy") && plan.text.contains("client_drawers"),
+        "says what it overwrites and what it leaves: {}",
+        plan.text
+    );
+    backup::restore(store, &config, dir.path(), &id, &RestoreOptions::default()).unwrap();
+    assert_eq!(
+        store.list_indexes(&drawers).unwrap(),
+        before,
+        "indexes come back exactly"
+    );
+    assert_eq!(store.count(&drawers).unwrap(), 1);
+    assert_eq!(
+        store.count(&submissions).unwrap(),
+        2,
+        "the legacy side (the application's) is left alone by default"
+    );
+    let lock = store
+        .get_many(&config.drawer("migration_lock"), &["phase2".into()])
+        .unwrap();
+    assert_eq!(
+        lock[0].get_bool("released"),
+        Ok(true),
+        "restored under the lock"
+    );
+    let runs = scan_all(store, &config.drawer("migration_runs"), &Scan::by_id(10));
+    assert!(
+        runs.iter().any(|r| r.get_str("outcome") == Ok("succeeded")
+            && r.get_str("command")
+                .is_ok_and(|c| c.contains("--from-backup"))),
+        "the restore has a run record: {runs:?}"
+    );
+}
+
 /// Generates one `#[test]` per contract case for a backend.
 macro_rules! contract {
     ($backend:ident, $open:path) => {
@@ -651,6 +740,7 @@ macro_rules! contract {
             case!(a_user_id_clash_is_refused_with_the_index_named);
             case!(every_user_id_type_is_scanned_and_resumed);
             case!(an_index_is_the_same_only_if_keys_and_options_are);
+            case!(indexes_and_the_drawer_side_come_back_from_a_backup);
             case!(field_updates_touch_only_named_fields);
             case!(deletes_remove_only_named_ids);
             case!(unique_indexes_are_enforced);

@@ -33,6 +33,9 @@ pub struct RollbackOptions {
     pub phase: u8,
     /// Phase 2 only: restore this backup instead of undoing surgically.
     pub from_backup: Option<String>,
+    /// With `from_backup`: restore the legacy collections too, not only the
+    /// drawer side.
+    pub include_legacy: bool,
 }
 
 /// The top-level entry point for `rollback --phase N`.
@@ -78,6 +81,7 @@ pub fn rollback(
                 store,
                 config,
                 opts.from_backup.as_deref(),
+                opts.include_legacy,
                 &consent.backup_dir,
                 consent.yes,
                 consent.force_reason.as_deref(),

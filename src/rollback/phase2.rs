@@ -56,7 +56,7 @@ pub fn phase2(
     backup_dir: &Path,
     yes: bool,
 ) -> CommandResult<Output> {
-    phase2_forced(store, config, from_backup, backup_dir, yes, None)
+    phase2_forced(store, config, from_backup, false, backup_dir, yes, None)
 }
 
 /// [`phase2`], recording the reason its gates were overridden.
@@ -64,18 +64,24 @@ pub fn phase2_forced(
     store: &dyn Store,
     config: &Config,
     from_backup: Option<&str>,
+    include_legacy: bool,
     backup_dir: &Path,
     yes: bool,
     force_reason: Option<&str>,
 ) -> CommandResult<Output> {
     if let Some(id) = from_backup {
-        let plan = backup::restore_plan(store, backup_dir, id)?;
+        let plan = backup::restore_plan(store, config, backup_dir, id, include_legacy)?;
         eprint!("{}", plan.text);
         confirm(
-            &format!("restore backup {id}? this overwrites the collections above, including whatever dual-write wrote since the backup"),
+            &format!("restore backup {id}? this overwrites the collections above, including whatever dual-write wrote to them since the backup"),
             yes,
         )?;
-        return backup::restore(store, backup_dir, id, 1000);
+        let opts = backup::RestoreOptions {
+            include_legacy,
+            force_reason: force_reason.map(str::to_string),
+            ..backup::RestoreOptions::default()
+        };
+        return backup::restore(store, config, backup_dir, id, &opts);
     }
     confirm("undo every phase 2 migration run (drawers they created, entries they added, plan stamps they set)?", yes)?;
     let mut run = Run::start(
