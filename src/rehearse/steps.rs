@@ -541,6 +541,7 @@ fn roll_back(
         &RollbackOptions {
             phase: 2,
             from_backup: None,
+            include_legacy: false,
         },
         &FlagOptions::env_file(opts.out_dir.join(BACKEND_ENV)),
         &Consent {
