@@ -630,3 +630,51 @@ fn an_unparsable_birth_date_is_null_with_a_warning_naming_field_and_document() {
     );
     assert_eq!(answer, vec![&Bson::from("el 3 de mayo")]);
 }
+
+/// Issue 8, item 7: a legal 9 MiB submission would make an 18 MiB drawer
+/// (raw payload plus the ten blocks). Nothing is written for the user; every
+/// document of theirs goes to quarantine with a reason that says what to do.
+#[test]
+fn a_drawer_mongodb_would_refuse_is_never_built() {
+    let mut u = user();
+    u.submissions[0]
+        .get_document_mut("responses")
+        .unwrap()
+        .insert("comentarios_adicionales", "x".repeat(9 * 1024 * 1024));
+    let b = build(&u, None, &common::opts());
+    assert!(!b.changed && !b.created && b.drawer.is_empty());
+    assert!(b.archived.is_empty() && b.plan_stamps.is_empty());
+    let ids: Vec<String> = b
+        .quarantine
+        .iter()
+        .map(|q| q.id.as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(ids.len(), 6, "every document of the user: {ids:?}");
+    for q in &b.quarantine {
+        assert!(q.reason.contains("16 MiB"), "{}", q.reason);
+        assert!(
+            q.reason.contains("nutrition_questionnaire_submissions s1"),
+            "{}",
+            q.reason
+        );
+        assert!(
+            q.reason.contains("edn-migrate phase2 migrate all"),
+            "{}",
+            q.reason
+        );
+        assert!(!q.reason.contains("xxxx"), "a value leaks");
+    }
+    assert!(b
+        .warnings
+        .iter()
+        .any(|w| w.kind == edn_migrate::drawer::WarningKind::DrawerTooLarge));
+    // A drawer dual-write already made stays as it is.
+    let small = build(&user(), None, &common::opts()).drawer;
+    let again = build(&u, Some(&small), &later(&common::opts()));
+    assert!(!again.changed);
+    assert_eq!(again.drawer, small);
+    // A configured limit above MongoDB's is no way around it.
+    let mut o = common::opts();
+    o.max_drawer_bytes = 64 * 1024 * 1024;
+    assert!(build(&u, None, &o).drawer.is_empty());
+}

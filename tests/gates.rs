@@ -422,6 +422,63 @@ fn migrate_without_phase0_is_gated(tool: Tool) {
     assert!(record.contains("rehearsal without indexes"));
 }
 
+/// Item 7: a user whose drawer MongoDB would refuse is quarantined with a
+/// reason that says what to do; no document over 16 MiB is written; the
+/// validation accounts for the user's documents in quarantine.
+fn an_oversized_user_is_quarantined_not_written(tool: Tool) {
+    let dir = tool.fixtures();
+    let big_user = "1799999999999901";
+    let submissions = dir
+        .join(&tool.legacy_db)
+        .join("nutrition_questionnaire_submissions.jsonl");
+    let mut text = fs::read_to_string(&submissions).unwrap();
+    text.push_str(&format!(
+        "{{\"_id\":\"submission_big_1\",\"user_id\":\"{big_user}\",\"submitted_at\":{{\"$date\":\"2025-03-01T10:00:00Z\"}},\"responses\":{{\"comentarios_adicionales\":\"{}\"}}}}\n",
+        "x".repeat(9 * 1024 * 1024)
+    ));
+    fs::write(&submissions, text).unwrap();
+    let plans = dir.join(&tool.legacy_db).join("training_plans.jsonl");
+    let mut text = fs::read_to_string(&plans).unwrap();
+    text.push_str(&format!(
+        "{{\"_id\":\"training_big_1\",\"user_id\":\"{big_user}\",\"generated_at\":{{\"$date\":\"2025-03-02T10:00:00Z\"}}}}\n"
+    ));
+    fs::write(&plans, text).unwrap();
+    tool.ok(&["import", dir.to_str().unwrap()]);
+    tool.ok(&["phase0", "prepare"]);
+    tool.ok(&["phase2", "backup"]);
+    let run = json(&tool.ok(&["phase2", "migrate", "all", "--json"]));
+    assert_eq!(run["warnings"]["drawer_too_large"], 1, "{run}");
+    let all = drawers(&tool, "migrated");
+    assert!(
+        all.iter().all(|d| d["user_id"] != big_user),
+        "the drawer was written"
+    );
+    let out = tool.path("migrated");
+    for line in fs::read_to_string(out.join(&tool.drawer_db).join("client_drawers.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let doc = edn_migrate::extjson::parse_line(line).unwrap();
+        assert!(bson::to_vec(&doc).unwrap().len() <= 16 * 1024 * 1024);
+    }
+    let quarantine =
+        fs::read_to_string(out.join(&tool.drawer_db).join("migration_quarantine.jsonl")).unwrap();
+    for id in ["submission_big_1", "training_big_1"] {
+        let record = quarantine
+            .lines()
+            .find(|l| l.contains(&format!("\"source_id\":\"{id}\"")))
+            .unwrap_or_else(|| panic!("{id} is not in quarantine"));
+        assert!(
+            record.contains("16 MiB") && record.contains("phase2 migrate all"),
+            "{record}"
+        );
+        assert!(!record.contains("xxxx"), "a value leaks");
+    }
+    let report = json(&tool.ok(&["phase2", "validate", "--json"]));
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["accounting"]["unaccounted"], 0);
+}
+
 /// A folder to import: `<legacy db>/users.jsonl` with these lines.
 fn users_file(tool: &Tool, name: &str, content: &[u8]) -> std::path::PathBuf {
     let dir = tool.path(name);
@@ -494,6 +551,11 @@ fn import_checks_every_line_before_writing(tool: Tool) {
 
 mod sqlite {
     use super::*;
+
+    #[test]
+    fn an_oversized_user_is_quarantined_not_written() {
+        super::an_oversized_user_is_quarantined_not_written(Tool::sqlite());
+    }
 
     #[test]
     fn import_checks_every_line_before_writing() {
@@ -690,6 +752,13 @@ mod sqlite {
 
 mod mongo_wire {
     use super::*;
+
+    #[test]
+    fn an_oversized_user_is_quarantined_not_written() {
+        if let Some(tool) = Tool::wire("g_big") {
+            super::an_oversized_user_is_quarantined_not_written(tool);
+        }
+    }
 
     #[test]
     fn import_checks_every_line_before_writing() {

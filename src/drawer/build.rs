@@ -16,6 +16,7 @@ use crate::mapping::{
     date_millis, doc_id_key, followup_measurement_data, id_key, initial_measurement_data,
     profile_from_responses, FieldMap, Warning, WarningKind,
 };
+use crate::store::patch::MAX_DOCUMENT_BYTES;
 
 /// Legacy training outputs in plan order: `e<k>_output` is the k-th name.
 const TRAINING_OUTPUTS: [&str; 12] = [
@@ -403,7 +404,8 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
 
     // Size: move the oldest migrated snapshots out until the drawer fits.
     let mut archived = Vec::new();
-    let limit = opts.max_drawer_bytes;
+    // Never aim above what MongoDB stores, whatever the configured limit.
+    let limit = opts.max_drawer_bytes.min(MAX_DOCUMENT_BYTES);
     let size = |ctx: &Ctx| path::size(&ctx.d) + path::size(&ctx.m.to_document()) + 1024;
     if size(&ctx) > limit {
         let snap_i = index_of(SNAPSHOTS);
@@ -514,6 +516,14 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
     } else if let Some(e) = existing {
         d = e.clone();
     }
+    if changed {
+        let sources = [&subs, &fups, &tplans, &nplans];
+        if let Some(refused) =
+            refuse_oversized(&d, &archived, &sources, existing, quarantine.clone())
+        {
+            return refused;
+        }
+    }
     sort_quarantine(&mut quarantine);
     Built {
         drawer: d,
@@ -524,6 +534,79 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
         quarantine,
         plan_stamps,
     }
+}
+
+fn bytes(d: &Document) -> usize {
+    bson::to_vec(d).map_or(usize::MAX, |v| v.len())
+}
+
+/// A drawer (or an archived snapshot) MongoDB would refuse, even after
+/// archiving every snapshot that may be: nothing is written for the user,
+/// every one of their documents goes to quarantine with a reason that names
+/// the largest one and what to do, and the stored drawer (if any) stays as
+/// it is. `None` when everything fits.
+fn refuse_oversized(
+    drawer: &Document,
+    archived: &[Document],
+    sources: &[&Vec<Src<'_>>; 4],
+    existing: Option<&Document>,
+    mut quarantine: Vec<Quarantined>,
+) -> Option<Built> {
+    let size = bytes(drawer);
+    let archive_fits = archived.iter().all(|a| bytes(a) <= MAX_DOCUMENT_BYTES);
+    if size <= MAX_DOCUMENT_BYTES && archive_fits {
+        return None;
+    }
+    let kinds = [
+        LegacyKind::Submission,
+        LegacyKind::Followup,
+        LegacyKind::TrainingPlan,
+        LegacyKind::NutritionPlan,
+    ];
+    let docs: Vec<(LegacyKind, &Src<'_>)> = kinds
+        .iter()
+        .zip(sources.iter())
+        .flat_map(|(k, list)| list.iter().map(move |s| (*k, s)))
+        .collect();
+    let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+    let largest = docs
+        .iter()
+        .map(|(k, s)| (bytes(s.doc), *k, s.key.clone()))
+        .max();
+    let named = largest.map_or_else(String::new, |(b, k, id)| {
+        format!(
+            " (largest document: {} {id}, {:.1} MiB)",
+            k.collection(),
+            mib(b)
+        )
+    });
+    let reason = format!(
+        "the user's drawer would be {:.1} MiB, over MongoDB's 16 MiB document limit even with its migrated snapshots archived{named}: make that document smaller in the legacy database (move attachments or long texts out), then run `edn-migrate phase2 migrate all` again",
+        mib(size.max(archived.iter().map(bytes).max().unwrap_or(0)))
+    );
+    for (kind, s) in docs {
+        let listed = quarantine
+            .iter()
+            .any(|q| q.kind == kind && id_key(&q.id) == s.key);
+        if !listed {
+            quarantine.push(Quarantined {
+                kind,
+                id: s.id(),
+                reason: reason.clone(),
+            });
+        }
+    }
+    sort_quarantine(&mut quarantine);
+    let drawer_id = drawer.get_str("_id").unwrap_or_default().to_owned();
+    Some(Built {
+        drawer: existing.cloned().unwrap_or_default(),
+        changed: false,
+        created: false,
+        archived: Vec::new(),
+        warnings: vec![Warning::new(WarningKind::DrawerTooLarge, drawer_id, "")],
+        quarantine,
+        plan_stamps: Vec::new(),
+    })
 }
 
 /// What stays in the drawer of a snapshot moved to the archive: everything
