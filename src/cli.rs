@@ -26,6 +26,7 @@ pub struct Cli {
 
 /// Settings every command shares.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Where the data lives: mongodb://…, mongodb+srv://… or sqlite:PATH.
     #[arg(
@@ -51,10 +52,6 @@ pub struct GlobalArgs {
     )]
     pub drawer_db: String,
 
-    /// Collection names, when production differs from the defaults.
-    #[command(flatten)]
-    pub collections: CollectionArgs,
-
     /// Print one JSON object on stdout instead of the text summary.
     #[arg(long, global = true)]
     pub json: bool,
@@ -76,6 +73,11 @@ pub struct GlobalArgs {
         value_name = "FILE"
     )]
     pub env_file: PathBuf,
+
+    // Last: its own help heading would otherwise cover the flags after it.
+    /// Collection names, when production differs from the defaults.
+    #[command(flatten)]
+    pub collections: CollectionArgs,
 }
 
 impl GlobalArgs {
@@ -99,6 +101,7 @@ impl GlobalArgs {
 
 /// The names of the collections the tool reads and writes.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Collection names (global)")]
 pub struct CollectionArgs {
     /// Legacy initial questionnaires.
     #[arg(
@@ -449,7 +452,8 @@ pub struct MigrateArgs {
     /// Take the migration lock even if another run holds it (only when that run is dead).
     #[arg(long)]
     pub break_lock: bool,
-    /// Run without a verified backup younger than 24 h (needs --reason).
+    /// Go past the gates (phase 0 done; a verified backup of this store and
+    /// these databases, younger than 24 h); needs --reason.
     #[arg(long, requires = "reason")]
     pub force: bool,
     /// Why --force is needed; recorded in the run.
@@ -493,8 +497,9 @@ impl From<PartArg> for Part {
 /// Arguments of `rollback`.
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    /// The phase to undo.
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
+    /// The phase to undo: 1 (dual-write off), 2 (migrated data), 3 (reads
+    /// back to legacy) or 4 (collections renamed back).
+    #[arg(long, value_name = "1|2|3|4", value_parser = clap::value_parser!(u8).range(1..=4))]
     pub phase: u8,
     /// Phase 2: restore this backup instead of undoing surgically (overwrites what was written since).
     #[arg(long, value_name = "ID")]

@@ -12,8 +12,10 @@ pub fn confirm(question: &str, yes: bool) -> CommandResult<()> {
     }
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
+        // Said as a refusal, not as the question: nobody is there to answer it.
+        let action = question.trim().trim_end_matches('?');
         return Err(CommandError::NotConfirmed(format!(
-            "{question}\nrefusing without confirmation: pass --yes to go ahead"
+            "not confirmed, and there is no terminal to ask: pass --yes to {action}"
         )));
     }
     eprint!("{question} [y/N] ");

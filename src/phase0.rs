@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
-use crate::store::{IndexSpec, Ns, Store};
+use crate::store::{sort_key, value_at_path, IndexSpec, Ns, Scan, Store};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -62,20 +62,62 @@ pub fn prepare(store: &dyn Store, config: &Config, legacy_indexes: bool) -> Comm
 }
 
 fn index_step(store: &dyn Store, ns: &Ns, spec: &IndexSpec) -> CommandResult<Step> {
-    let created = store.create_index(ns, spec).map_err(|e| match e {
-        crate::store::StoreError::DuplicateKey { .. } => CommandError::Gate(format!(
-            "{e}\n{ns} holds documents that break the unique index {}: find them with `edn-migrate export DIR` and fix them before phase 0",
-            spec.name
-        )),
-        crate::store::StoreError::IndexConflict { .. } => CommandError::Gate(e.to_string()),
-        other => other.into(),
-    })?;
+    let created = match store.create_index(ns, spec) {
+        Ok(created) => created,
+        Err(crate::store::StoreError::DuplicateKey { .. }) => {
+            let which = first_duplicate(store, ns, spec)?;
+            return Err(CommandError::Gate(format!(
+                "{ns} cannot take the unique index {}: {which}; make them one document (or give each its own value), then run `edn-migrate phase0 prepare` again",
+                spec.name
+            )));
+        }
+        Err(e @ crate::store::StoreError::IndexConflict { .. }) => {
+            return Err(CommandError::Gate(e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Step {
         what: "index",
         ns: ns.clone(),
         name: spec.name.clone(),
         created,
     })
+}
+
+/// The first two documents that share a value of a unique index's keys,
+/// by `_id`, and that value (an id such as a `user_id`, not personal data).
+fn first_duplicate(store: &dyn Store, ns: &Ns, spec: &IndexSpec) -> CommandResult<String> {
+    let [key] = spec.keys.as_slice() else {
+        return Ok(format!(
+            "two documents share a value of {}",
+            spec.keys.join(", ")
+        ));
+    };
+    let value = |d: &bson::Document| value_at_path(d, key).cloned().unwrap_or(bson::Bson::Null);
+    let mut previous: Option<bson::Document> = None;
+    for doc in store.scan(ns, &Scan::by_field(key, 1000))? {
+        let doc = doc?;
+        if let Some(p) = &previous {
+            if sort_key(Some(&value(p))) == sort_key(Some(&value(&doc))) {
+                let id = |d: &bson::Document| {
+                    d.get("_id")
+                        .map(|v| crate::extjson::to_json(v).to_string())
+                        .unwrap_or_default()
+                };
+                return Ok(format!(
+                    "documents {} and {} both hold {key} {}",
+                    id(p),
+                    id(&doc),
+                    crate::extjson::to_json(&value(&doc))
+                ));
+            }
+        }
+        previous = Some(doc);
+    }
+    Ok(format!(
+        "two documents share a value of {}",
+        spec.keys.join(", ")
+    ))
 }
 
 fn render(store: &dyn Store, steps: &[Step]) -> Output {

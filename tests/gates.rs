@@ -479,6 +479,110 @@ fn an_oversized_user_is_quarantined_not_written(tool: Tool) {
     assert_eq!(report["accounting"]["unaccounted"], 0);
 }
 
+/// Item 16: follow-ups migrated before the plans (the plan's order) say so
+/// and name the commands that complete the links.
+fn followups_before_plans_say_how_to_complete_the_links(tool: Tool) {
+    prepared(&tool);
+    tool.ok(&["phase2", "migrate", "questionnaires"]);
+    let early = json(&tool.ok(&["phase2", "migrate", "followups", "--json"]));
+    let notes = early["notes"].to_string();
+    assert!(notes.contains("before the plans"), "{early}");
+    assert!(notes.contains("edn-migrate phase2 migrate all"), "{notes}");
+    assert!(
+        notes.contains("edn-migrate phase2 migrate plans"),
+        "{notes}"
+    );
+    let text = tool.ok(&["phase2", "migrate", "followups", "--dry-run"]);
+    assert!(
+        text.contains("note: follow-ups would be migrated before the plans"),
+        "{text}"
+    );
+    tool.ok(&["phase2", "migrate", "plans"]);
+    let after = json(&tool.ok(&["phase2", "migrate", "followups", "--json"]));
+    assert_eq!(after["notes"], serde_json::json!([]), "{after}");
+    let report = json(&tool.ok(&["phase2", "validate", "--json"]));
+    assert_eq!(report["passed"], true, "{report}");
+}
+
+/// Item 15: the small edges an operator meets.
+fn small_edges(tool: Tool) {
+    // A unique index that cannot be built names the documents, not "?".
+    let dir = tool.path("twins");
+    fs::create_dir_all(dir.join(&tool.drawer_db)).unwrap();
+    fs::write(
+        dir.join(&tool.drawer_db).join("client_drawers.jsonl"),
+        "{\"_id\":\"client_a\",\"user_id\":\"17\"}\n{\"_id\":\"client_b\",\"user_id\":\"17\"}\n",
+    )
+    .unwrap();
+    tool.ok(&["import", dir.to_str().unwrap()]);
+    let out = tool.run(&["phase0", "prepare"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("\"client_a\"")
+            && err.contains("\"client_b\"")
+            && err.contains("user_id \"17\""),
+        "{err}"
+    );
+    assert!(!err.contains('?'), "{err}");
+    tool.ok(&[
+        "import",
+        "--drop",
+        "--yes",
+        tool.fixtures().to_str().unwrap(),
+    ]);
+
+    // A percentage above 100 is refused.
+    let out = tool.run(&["phase2", "validate", "--min-plans", "150"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("0 to 100"), "{}", stderr(&out));
+
+    // A confirmation nobody can give is a refusal, not a question.
+    let out = tool.run(&["import", "--drop", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("pass --yes to drop every collection"), "{err}");
+    assert!(
+        !err.trim_end().ends_with('?') && !err.contains("?\n"),
+        "{err}"
+    );
+
+    // The dry run says where quarantined documents would go, not that they are there.
+    tool.ok(&["phase0", "prepare"]);
+    tool.ok(&["phase2", "backup"]);
+    let plan = tool.ok(&["phase2", "migrate", "all", "--dry-run"]);
+    assert!(
+        plan.contains("would go to") && !plan.contains("are listed in"),
+        "{plan}"
+    );
+    assert!(!plan.contains("(1 entries)"), "{plan}");
+
+    // Times in tables carry no nanoseconds.
+    tool.ok(&["phase2", "migrate", "all"]);
+    let status = tool.ok(&["status"]);
+    let runs: Vec<&str> = status.lines().filter(|l| l.contains("run-")).collect();
+    assert!(!runs.is_empty(), "{status}");
+    for line in runs {
+        assert!(!line.contains("+00:00"), "{line}");
+        let fraction = line
+            .split('.')
+            .nth(1)
+            .map(|f| f.chars().take_while(char::is_ascii_digit).count())
+            .unwrap_or(0);
+        assert!(fraction <= 3, "{line}");
+    }
+
+    // Each command's help shows its own flags first, the global ones apart.
+    let help = tool.ok(&["phase2", "migrate", "--help"]);
+    let own = help.split("Global options:").next().unwrap();
+    assert!(
+        own.contains("--dry-run") && !own.contains("--store"),
+        "{help}"
+    );
+    let help = tool.ok(&["rollback", "--help"]);
+    assert!(help.contains("1|2|3|4"), "{help}");
+}
+
 /// A folder to import: `<legacy db>/users.jsonl` with these lines.
 fn users_file(tool: &Tool, name: &str, content: &[u8]) -> std::path::PathBuf {
     let dir = tool.path(name);
@@ -551,6 +655,15 @@ fn import_checks_every_line_before_writing(tool: Tool) {
 
 mod sqlite {
     use super::*;
+
+    #[test]
+    fn followups_before_plans_say_how_to_complete_the_links() {
+        super::followups_before_plans_say_how_to_complete_the_links(Tool::sqlite());
+    }
+    #[test]
+    fn small_edges() {
+        super::small_edges(Tool::sqlite());
+    }
 
     #[test]
     fn an_oversized_user_is_quarantined_not_written() {
@@ -752,6 +865,19 @@ mod sqlite {
 
 mod mongo_wire {
     use super::*;
+
+    #[test]
+    fn followups_before_plans_say_how_to_complete_the_links() {
+        if let Some(tool) = Tool::wire("g_order") {
+            super::followups_before_plans_say_how_to_complete_the_links(tool);
+        }
+    }
+    #[test]
+    fn small_edges() {
+        if let Some(tool) = Tool::wire("g_edges") {
+            super::small_edges(tool);
+        }
+    }
 
     #[test]
     fn an_oversized_user_is_quarantined_not_written() {

@@ -32,7 +32,10 @@ fn walk(old: &Document, new: &Document, prefix: &str, out: &mut Vec<String>) {
             (Some(Bson::Array(a)), Bson::Array(b)) if a != b => {
                 let added = b.iter().filter(|x| !a.contains(x)).count();
                 let removed = a.iter().filter(|x| !b.contains(x)).count();
-                out.push(format!("~ {path} (+{added} -{removed} entries)"));
+                out.push(format!(
+                    "~ {path} (+{added} -{removed} {})",
+                    entries(added + removed)
+                ));
             }
             (Some(a), b) if a != b => out.push(format!("~ {path}")),
             _ => {}
@@ -52,9 +55,18 @@ fn has_structure(d: &Document) -> bool {
 
 fn shape(value: &Bson) -> String {
     match value {
-        Bson::Array(items) => format!(" ({} entries)", items.len()),
+        Bson::Array(items) => format!(" ({} {})", items.len(), entries(items.len())),
+        Bson::Document(d) if d.len() == 1 => " (1 field)".to_string(),
         Bson::Document(d) => format!(" ({} fields)", d.len()),
         _ => String::new(),
+    }
+}
+
+fn entries(n: usize) -> &'static str {
+    if n == 1 {
+        "entry"
+    } else {
+        "entries"
     }
 }
 
@@ -83,11 +95,16 @@ mod tests {
             lines,
             vec![
                 "~ profile.telefono",
-                "~ services.shared_questionnaires (+1 -0 entries)",
+                "~ services.shared_questionnaires (+1 -0 entry)",
                 "+ services.training.snapshots (2 entries)",
             ]
         );
         assert!(lines.iter().all(|l| !l.contains("699")));
+        let one = doc! { "services": { "training": { "plans": [ { "plan_id": "p" } ] } } };
+        assert_eq!(
+            diff_paths(None, &one),
+            vec!["+ services.training.plans (1 entry)"]
+        );
         assert_eq!(diff_paths(Some(&new), &new), Vec::<String>::new());
     }
 }

@@ -92,6 +92,7 @@ pub struct MigrateOptions {
 /// The top-level entry point for `phase2 migrate`.
 pub fn migrate(store: &dyn Store, config: &Config, opts: &MigrateOptions) -> CommandResult<Output> {
     let now = Utc::now();
+    let before_plans = followups_before_plans(store, config, opts)?;
     if opts.dry_run {
         let run_id = new_run_id(now);
         let result = pass(
@@ -103,7 +104,10 @@ pub fn migrate(store: &dyn Store, config: &Config, opts: &MigrateOptions) -> Com
             None,
             &mut Unsupervised,
         )?;
-        return Ok(render(config, opts, &run_id, "planned", &result, None, now));
+        let notes = notes(opts, &result, before_plans);
+        return Ok(render(
+            config, opts, &run_id, "planned", &result, None, now, &notes,
+        ));
     }
     check_gates(store, config, opts, now)?;
     let mut run = Run::start(
@@ -148,7 +152,45 @@ pub fn migrate(store: &dyn Store, config: &Config, opts: &MigrateOptions) -> Com
         after.as_deref(),
         &mut run,
     );
-    finish(opts, run, outcome, now)
+    finish(opts, run, outcome, now, before_plans)
+}
+
+/// Whether this is a `followups` run while the plans were never migrated
+/// (the plan's own order): follow-ups then cannot link to their plan's
+/// snapshot, and the operator must hear how to complete the links.
+fn followups_before_plans(
+    store: &dyn Store,
+    config: &Config,
+    opts: &MigrateOptions,
+) -> CommandResult<bool> {
+    if opts.part != Part::Followups || store.count(&config.legacy(&config.training_plans))? == 0 {
+        return Ok(false);
+    }
+    let plans_done = crate::run::record::all_runs(store, config)?
+        .iter()
+        .any(|r| {
+            r.command.starts_with("phase2 migrate")
+                && (r.scope == Part::Plans.name() || r.scope == Part::All.name())
+                && r.outcome == "succeeded"
+        });
+    Ok(!plans_done)
+}
+
+/// What the operator must know besides the counts.
+fn notes(opts: &MigrateOptions, result: &PassResult, before_plans: bool) -> Vec<String> {
+    let mut notes = Vec::new();
+    if before_plans {
+        let w = &result.tally.warnings;
+        let unlinked = w.get("followup_linked_by_date").copied().unwrap_or(0)
+            + w.get("followup_unlinked").copied().unwrap_or(0);
+        notes.push(format!(
+            "follow-ups {} before the plans: {unlinked} of them could not be linked to their plan's snapshot, which does not exist yet. \
+             Complete the links with `edn-migrate phase2 migrate plans` and then `edn-migrate phase2 migrate followups`, \
+             or run `edn-migrate phase2 migrate all` (it migrates the plans first)",
+            if opts.dry_run { "would be migrated" } else { "were migrated" }
+        ));
+    }
+    notes
 }
 
 /// Ends the run and renders the summary, or the error saying what was done
@@ -158,6 +200,7 @@ fn finish(
     mut run: Run<'_>,
     outcome: CommandResult<PassResult>,
     started: DateTime<Utc>,
+    before_plans: bool,
 ) -> CommandResult<Output> {
     let config = run.config();
     match outcome {
@@ -169,6 +212,7 @@ fn finish(
                 "max_drawer_bytes": i64::try_from(opts.max_drawer_bytes).unwrap_or(i64::MAX),
             };
             let record = run.finish("succeeded", Some(options))?;
+            let notes = notes(opts, &result, before_plans);
             Ok(render(
                 config,
                 opts,
@@ -177,6 +221,7 @@ fn finish(
                 &result,
                 record.resumed_from.as_deref(),
                 started,
+                &notes,
             ))
         }
         Err(e) => {
@@ -316,6 +361,7 @@ fn partition_name(opts: &MigrateOptions) -> Option<String> {
     opts.partition.map(|(i, n)| format!("{i}/{n}"))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn render(
     config: &Config,
     opts: &MigrateOptions,
@@ -324,6 +370,7 @@ fn render(
     result: &PassResult,
     resumed_from: Option<&str>,
     started: DateTime<Utc>,
+    notes: &[String],
 ) -> Output {
     let t = &result.tally;
     let seconds = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
@@ -386,12 +433,22 @@ fn render(
             text.push_str(&format!("    {line}\n"));
         }
     }
-    if t.quarantined > 0 {
+    if t.quarantined > 0 && opts.dry_run {
+        text.push_str(&format!(
+            "{} documents would go to {}.{} (nothing was written)\n",
+            t.quarantined,
+            config.drawer_db,
+            own::QUARANTINE
+        ));
+    } else if t.quarantined > 0 {
         text.push_str(&format!(
             "quarantined documents are listed in {}.{} with their reason\n",
             config.drawer_db,
             own::QUARANTINE
         ));
+    }
+    for note in notes {
+        text.push_str(&format!("note: {note}\n"));
     }
     let json = json!({
         "run_id": run_id,
@@ -413,6 +470,7 @@ fn render(
         "warnings": t.warnings,
         "writes": t.writes,
         "samples": result.samples,
+        "notes": notes,
     });
     Output { text, json }
 }

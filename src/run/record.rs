@@ -132,7 +132,7 @@ impl RunRecord {
             user: os_user(),
             host: host_name(),
             store: redact_url(&store.describe()),
-            started_at: now.to_rfc3339(),
+            started_at: stamp(now),
             ended_at: None,
             outcome: "running".into(),
             error: None,
@@ -173,9 +173,15 @@ impl RunRecord {
     ) -> CommandResult<()> {
         self.outcome = outcome.to_string();
         self.error = error.map(|e| redact_text(&e));
-        self.ended_at = Some(now.to_rfc3339());
+        self.ended_at = Some(stamp(now));
         self.save(store, config)
     }
+}
+
+/// A run's time as people read it in tables and JSON: RFC 3339 UTC to the
+/// millisecond (enough to order two runs of one second; no nanoseconds).
+fn stamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The collection of run records.
