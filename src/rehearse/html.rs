@@ -42,7 +42,7 @@ p.meta{color:#566573;margin:2px 0;font-size:13px}
 .verdict.ko{background:#fbe4e4;border-left:6px solid #c62828}
 .verdict ul{margin:6px 0 0;padding-left:20px;font-size:14px}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0}
-.card{background:#fff;border:1px solid #d9dee4;border-radius:6px;padding:10px 16px;min-width:150px}
+.card{background:#fff;border:1px solid #d9dee4;border-radius:6px;padding:10px 14px;min-width:128px}
 .card .n{font-size:24px;font-weight:600}
 .card .l{font-size:12px;color:#566573}
 table{border-collapse:collapse;background:#fff;font-size:13px;width:100%;margin:6px 0}
