@@ -213,10 +213,25 @@ impl EnvFile {
 }
 
 /// Sets several flags in one read and one atomic write (none when nothing
-/// changes), returning what each did.
+/// changes), returning what each did. Turning off a flag the file does not
+/// set changes nothing: the backend reads an absent flag as `false`.
 pub fn set_flags(path: &Path, values: &[(&str, &str)]) -> CommandResult<Vec<Change>> {
     let mut file = EnvFile::read(path)?;
-    let changes: Vec<Change> = values.iter().map(|(k, v)| file.set(k, v)).collect();
+    let changes: Vec<Change> = values
+        .iter()
+        .map(|(k, v)| match file.get(k) {
+            None if *v == "false" => Change {
+                key: k.to_string(),
+                old: None,
+                new: v.to_string(),
+                lines: Vec::new(),
+                duplicate: false,
+                appended: false,
+                changed: false,
+            },
+            _ => file.set(k, v),
+        })
+        .collect();
     if changes.iter().any(|c| c.changed) {
         file.write()?;
     }

@@ -77,10 +77,10 @@ fn crlf_and_a_missing_final_newline_survive() {
         fs::read_to_string(&path).unwrap(),
         "A=1\r\n\r\n# c\r\nUSE_CLIENT_DRAWER_WRITE=true"
     );
-    set_flags(&path, &[(READ, "false")]).unwrap();
+    set_flags(&path, &[(READ, "true")]).unwrap();
     assert_eq!(
         fs::read_to_string(&path).unwrap(),
-        "A=1\r\n\r\n# c\r\nUSE_CLIENT_DRAWER_WRITE=true\r\nUSE_CLIENT_DRAWER_READ=false\r\n"
+        "A=1\r\n\r\n# c\r\nUSE_CLIENT_DRAWER_WRITE=true\r\nUSE_CLIENT_DRAWER_READ=true\r\n"
     );
 }
 
@@ -158,6 +158,15 @@ fn a_missing_file_names_the_flag_that_fixes_it() {
         0,
         "nothing created"
     );
+}
+
+#[test]
+fn turning_off_an_absent_flag_leaves_the_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(dir.path(), "A=1\n");
+    let c = &set_flags(&path, &[(READ, "false")]).unwrap()[0];
+    assert!(!c.changed && !c.appended && c.old.is_none());
+    assert_eq!(fs::read_to_string(&path).unwrap(), "A=1\n");
 }
 
 #[test]

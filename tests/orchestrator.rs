@@ -177,6 +177,19 @@ fn walk_the_plan_and_back(tool: Tool) {
     let before = data(export(&tool, "before"));
     tool.ok(&["phase2", "migrate", "all"]);
     let s = status(&tool);
+    for key in [
+        "phase",
+        "gates",
+        "flags",
+        "backup_age_s",
+        "lock",
+        "last_runs",
+        "next",
+    ] {
+        assert!(s.get(key).is_some(), "status --json lacks {key}: {s}");
+    }
+    assert_eq!(s["last_runs"][0]["command"], "phase2 migrate all");
+    assert_eq!(s["lock"], Value::Null, "the migration gave its lease back");
     assert_eq!(s["phase"], 2);
     assert!(!gate(&s, "phase2_validated"));
     assert_eq!(s["next"], "edn-migrate phase2 validate");
@@ -319,6 +332,15 @@ fn walk_the_plan_and_back(tool: Tool) {
     let s = status(&tool);
     assert_eq!(s["phase"], 0);
     assert_eq!(s["next"], "edn-migrate phase1 enable");
+    // Undoing phases not in effect changes nothing: the back-out script of
+    // the runbook can run again after a failure.
+    let settled = env_file(&tool);
+    for phase in ["4", "3", "2", "1"] {
+        tool.ok(&["rollback", "--phase", phase, "--yes"]);
+    }
+    assert_eq!(env_file(&tool), settled);
+    assert_eq!(data(export(&tool, "again")), before);
+    assert_eq!(status(&tool)["phase"], 0);
     let commands: Vec<String> = runs(&tool)
         .iter()
         .map(|r| r["command"].as_str().unwrap().to_string())
@@ -572,6 +594,31 @@ fn flag_changes_and_restarts_are_recorded(tool: Tool) {
     assert_eq!(last_run(&tool, "phase1 enable")["outcome"], "failed");
 }
 
+fn status_names_the_lock_holder(tool: Tool) {
+    imported(&tool);
+    let locks = tool.path("locks");
+    fs::create_dir_all(locks.join(&tool.drawer_db)).unwrap();
+    fs::write(
+        locks.join(&tool.drawer_db).join("migration_lock.jsonl"),
+        r#"{"_id":"phase2","owner":"ops-host:4242","run_id":"run-other","acquired_at":{"$date":"2026-01-01T00:00:00Z"},"heartbeat_at":{"$date":"2099-01-01T00:00:00Z"},"expires_at":{"$date":"2099-01-01T00:05:00Z"},"released":false}
+"#,
+    )
+    .unwrap();
+    tool.ok(&["import", locks.to_str().unwrap()]);
+    let s = status(&tool);
+    assert_eq!(s["lock"]["owner"], "ops-host:4242");
+    assert_eq!(s["lock"]["run_id"], "run-other");
+    assert_eq!(s["lock"]["expired"], false);
+    // Phase 4 takes the same lock: refused while another run holds it.
+    let err = expect(
+        &tool,
+        &["phase4", "cleanup", "--yes", "--force", "--reason", "t"],
+        4,
+    );
+    assert!(err.contains("ops-host:4242"), "{err}");
+    assert_eq!(env_file(&tool), ENV, "nothing changed");
+}
+
 fn rollback_4_refuses_over_a_recreated_collection(tool: Tool) {
     imported(&tool);
     tool.ok(&["phase0", "prepare"]);
@@ -621,6 +668,10 @@ mod sqlite {
     fn rollback_4_refuses_over_a_recreated_collection() {
         super::rollback_4_refuses_over_a_recreated_collection(Tool::sqlite());
     }
+    #[test]
+    fn status_names_the_lock_holder() {
+        super::status_names_the_lock_holder(Tool::sqlite());
+    }
 }
 
 mod mongo_wire {
@@ -654,6 +705,12 @@ mod mongo_wire {
     fn rollback_4_refuses_over_a_recreated_collection() {
         if let Some(tool) = Tool::wire("rb4") {
             super::rollback_4_refuses_over_a_recreated_collection(tool);
+        }
+    }
+    #[test]
+    fn status_names_the_lock_holder() {
+        if let Some(tool) = Tool::wire("lock") {
+            super::status_names_the_lock_holder(tool);
         }
     }
 }

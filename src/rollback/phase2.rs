@@ -13,12 +13,13 @@ use crate::backup;
 use crate::config::{own, Config};
 use crate::confirm::confirm;
 use crate::drawer::{self, LegacyKind, Undo};
-use crate::engine::plan::{plan_delete, plan_undo};
+use crate::engine::plan::plan_undo;
 use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
 use crate::run::record::Tally;
 use crate::run::{Run, RunSpec};
-use crate::store::{After, FieldUpdate, Order, Outcome, Patch, Scan, Store};
+use crate::store::patch::{Guard, Op};
+use crate::store::{After, FieldUpdate, Ns, Order, Outcome, Patch, Scan, Store, StoreResult};
 use bson::{Bson, Document};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -112,25 +113,13 @@ pub fn phase2_forced(
 }
 
 /// One pass over the drawers in `_id` order, a page at a time: each page
-/// is read once, undone, written, and the next page starts strictly after
-/// its last `_id` (a fresh scan, so no cursor runs over what was deleted).
+/// is read once, undone and written. Reading and decoding run ahead on a
+/// second store handle when the store has one (as the migration's do), so
+/// the writes never wait for them; memory holds a few pages.
 fn undo_all(store: &dyn Store, config: &Config, run: &mut Run<'_>) -> CommandResult<Undone> {
     let ns = config.drawers_ns();
     let mut undone = Undone::default();
-    let mut after: Option<Bson> = None;
-    loop {
-        let scan = Scan {
-            order: Order::ById,
-            after: after.take().map(|id| After { field: None, id }),
-            batch_size: BATCH,
-        };
-        let mut page = Vec::with_capacity(BATCH as usize);
-        for d in store.scan(&ns, &scan)?.take(BATCH as usize) {
-            page.push(d?);
-        }
-        let Some(last) = page.last().and_then(|d| d.get("_id")).cloned() else {
-            break;
-        };
+    let mut consume = |page: Vec<Document>| -> CommandResult<()> {
         let migrated: Vec<Document> = page
             .into_iter()
             .filter(|d| {
@@ -144,13 +133,64 @@ fn undo_all(store: &dyn Store, config: &Config, run: &mut Run<'_>) -> CommandRes
             })
             .collect();
         undo_page(store, config, migrated, &mut undone)?;
-        run.renew()?;
-        after = Some(last);
+        run.renew()
+    };
+    match store.reader() {
+        Some(reader) => std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            let ns = ns.clone();
+            let producer = scope.spawn(move || -> StoreResult<()> {
+                let mut page = Vec::with_capacity(BATCH as usize);
+                for d in reader.scan(&ns, &Scan::by_id(BATCH))? {
+                    page.push(d?);
+                    if page.len() == BATCH as usize && tx.send(std::mem::take(&mut page)).is_err() {
+                        return Ok(());
+                    }
+                }
+                if !page.is_empty() {
+                    let _ = tx.send(page);
+                }
+                Ok(())
+            });
+            for page in rx {
+                consume(page)?;
+            }
+            producer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            CommandResult::Ok(())
+        })?,
+        None => {
+            let mut after: Option<Bson> = None;
+            loop {
+                let page = read_page(store, &ns, after.take())?;
+                let Some(last) = page.last().and_then(|d| d.get("_id")).cloned() else {
+                    break;
+                };
+                consume(page)?;
+                after = Some(last);
+            }
+        }
     }
     let quarantine = config.drawer(own::QUARANTINE);
     undone.quarantine_removed = store.count(&quarantine)?;
     store.drop_collection(&quarantine)?;
     Ok(undone)
+}
+
+/// The page of drawers strictly after `after` in `_id` order: a fresh scan
+/// each time, so no cursor runs over what the previous page deleted.
+fn read_page(store: &dyn Store, ns: &Ns, after: Option<Bson>) -> CommandResult<Vec<Document>> {
+    let scan = Scan {
+        order: Order::ById,
+        after: after.map(|id| After { field: None, id }),
+        batch_size: BATCH,
+    };
+    let mut page = Vec::with_capacity(BATCH as usize);
+    for d in store.scan(ns, &scan)?.take(BATCH as usize) {
+        page.push(d?);
+    }
+    Ok(page)
 }
 
 /// Undoes one page of drawers as read; a drawer the application changed
@@ -182,7 +222,7 @@ fn undo_page(
             }
             archive_ids.extend(drawer::archive_ids_to_undo(&d).into_iter().map(Bson::from));
             match drawer::undo(&d) {
-                Undo::Delete => patches.push((plan_delete(&d, &remains(&d)), true)),
+                Undo::Delete => patches.push((delete_as_read(d), true)),
                 Undo::Replace(new) => patches.push((plan_undo(&d, &new), false)),
                 Undo::Unchanged => undone.drawers_untouched += 1,
             }
@@ -224,20 +264,25 @@ fn undo_page(
     }
 }
 
-/// What the undo leaves of a drawer it would delete: the same removals as a
-/// replacement (only the decision to delete differs), so the delete can be
-/// guarded by exactly what is left.
-fn remains(d: &Document) -> Document {
-    let mut kept = d.clone();
-    if let Ok(migration) = kept
-        .get_document_mut("meta")
-        .and_then(|m| m.get_document_mut("migration"))
-    {
-        migration.insert("created_drawer", false);
-    }
-    match drawer::undo(&kept) {
-        Undo::Replace(left) => left,
-        _ => Document::new(),
+/// Deletes a drawer the migration created and nothing else wrote to, in
+/// one guarded step: only while it is still exactly as read (every field
+/// the same, none added). A write the application made since fails the
+/// guard; the drawer is then re-read, and its undo keeps that write.
+fn delete_as_read(d: Document) -> Patch {
+    let id = d.get("_id").cloned().unwrap_or(Bson::Null);
+    let fields = d.len();
+    let mut guards: Vec<Guard> = d
+        .into_iter()
+        .filter(|(k, _)| k != "_id")
+        .map(|(path, v)| Guard::Is {
+            path,
+            value: Some(v),
+        })
+        .collect();
+    guards.push(Guard::Fields(fields));
+    Patch {
+        id,
+        ops: vec![Op::Delete(guards)],
     }
 }
 
