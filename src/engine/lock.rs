@@ -95,15 +95,14 @@ pub fn acquire(
     let Some(held) = store.get_many(ns, &[claim.name.as_str().into()])?.pop() else {
         return Err(held_error(None, claim));
     };
-    let free = held.get_bool("released").unwrap_or(false)
-        || held
-            .get_datetime("expires_at")
-            .map(|e| e.to_chrono() < now)
-            .unwrap_or(true);
+    let free = !is_live(&held, now);
     if !(free || claim.break_lock) {
         return Err(held_error(Some(&held), claim));
     }
     if swap_if_same(store, ns, &held, &wanted)? {
+        if !free {
+            tracing::warn!(lock = %claim.name, holder = %describe(&held), "--break-lock: took over a live lease");
+        }
         Ok(Lease {
             ns: ns.clone(),
             current: wanted,
@@ -112,6 +111,63 @@ pub fn acquire(
     } else {
         Err(held_error(Some(&held), claim))
     }
+}
+
+/// Whether a lease document is held: not released and not expired at `now`.
+pub fn is_live(lease: &Document, now: DateTime<Utc>) -> bool {
+    !lease.get_bool("released").unwrap_or(false)
+        && lease
+            .get_datetime("expires_at")
+            .is_ok_and(|e| e.to_chrono() >= now)
+}
+
+/// Every lease document ever taken in `ns` (released and expired ones too),
+/// for the checks that look past one lock's own document.
+pub fn all_leases(store: &dyn Store, ns: &Ns) -> CommandResult<Vec<Document>> {
+    let mut leases = Vec::new();
+    for doc in store.scan(ns, &crate::store::Scan::by_id(100))? {
+        leases.push(doc?);
+    }
+    Ok(leases)
+}
+
+/// Marks another run's lease released on behalf of `by_run` (`--break-lock`),
+/// guarded on the lease as read: its holder's next heartbeat fails and it
+/// stops before writing more. False when the lease changed meanwhile.
+pub fn break_held(
+    store: &dyn Store,
+    ns: &Ns,
+    held: &Document,
+    by_run: &str,
+    now: DateTime<Utc>,
+) -> CommandResult<bool> {
+    let mut broken = held.clone();
+    broken.insert("released", true);
+    broken.insert("broken_by", by_run);
+    broken.insert("broken_at", bson::DateTime::from_chrono(now));
+    swap_if_same(store, ns, held, &broken)
+}
+
+/// The holder of a lease in words: `phase2:1/2 (owner host:42, run R, expires T)`.
+pub fn describe(held: &Document) -> String {
+    format!(
+        "{} (owner {}, run {}, last heartbeat {}, expires {})",
+        field(held, "_id"),
+        field(held, "owner"),
+        field(held, "run_id"),
+        field(held, "heartbeat_at"),
+        field(held, "expires_at")
+    )
+}
+
+fn field(held: &Document, k: &str) -> String {
+    held.get(k)
+        .map(|v| match v {
+            bson::Bson::DateTime(d) => d.try_to_rfc3339_string().unwrap_or_default(),
+            bson::Bson::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_else(|| "?".into())
 }
 
 /// Overwrites the lease `current` with `next`, guarded on every field of
@@ -180,19 +236,14 @@ fn held_error(held: Option<&Document>, claim: &Claim) -> CommandError {
             claim.name
         ));
     };
-    let field = |k: &str| {
-        held.get(k)
-            .map(|v| match v {
-                bson::Bson::DateTime(d) => d.try_to_rfc3339_string().unwrap_or_default(),
-                bson::Bson::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .unwrap_or_else(|| "?".into())
-    };
     CommandError::LockHeld(format!(
         "another run holds the {} lock: owner {}, run {}, last heartbeat {}, expires {}\n\
          wait for it to finish; if it died, run again after the lease expires, or pass --break-lock",
-        claim.name, field("owner"), field("run_id"), field("heartbeat_at"), field("expires_at")
+        claim.name,
+        field(held, "owner"),
+        field(held, "run_id"),
+        field(held, "heartbeat_at"),
+        field(held, "expires_at")
     ))
 }
 

@@ -9,6 +9,7 @@ pub mod record;
 mod signals;
 
 use crate::config::{own, Config};
+use crate::engine::leases;
 use crate::engine::lock::{self, Claim, Lease};
 use crate::error::{CommandError, CommandResult};
 use crate::store::Store;
@@ -36,7 +37,14 @@ pub struct RunSpec {
     /// How long the lease lives without a heartbeat (`None`: the default,
     /// five minutes).
     pub lease_ttl: Option<Duration>,
+    /// A check made once the lease is held and before the run is recorded
+    /// (the partitioning a migration must keep): a refusal records nothing,
+    /// and no run can change what it read before it answers.
+    pub admit: Option<Admit>,
 }
+
+/// A command's own check under its lease; see [`RunSpec::admit`].
+pub type Admit = fn(&dyn Store, &Config, &RunSpec) -> CommandResult<()>;
 
 impl RunSpec {
     /// A run of `command` over everything, holding the phase 2 lock.
@@ -46,6 +54,21 @@ impl RunSpec {
             scope: scope.into(),
             lock: Some(PHASE2_LOCK.into()),
             ..RunSpec::default()
+        }
+    }
+
+    /// A run of `command` over one partition (`Some((i, n))`, holding that
+    /// partition's phase 2 lease, `phase2:i/n`) or over everything (`None`,
+    /// the whole `phase2` lease).
+    pub fn partitioned(
+        command: impl Into<String>,
+        scope: impl Into<String>,
+        partition: Option<(u32, u32)>,
+    ) -> RunSpec {
+        RunSpec {
+            partition: partition.map(|(i, n)| format!("{i}/{n}")),
+            lock: Some(leases::name(PHASE2_LOCK, partition)),
+            ..RunSpec::locked(command, scope)
         }
     }
 }
@@ -73,8 +96,8 @@ impl<'a> Run<'a> {
     ) -> CommandResult<Run<'a>> {
         let now = Utc::now();
         let run_id = new_run_id(now);
-        let lease = match &spec.lock {
-            Some(name) => Some(lock::acquire(
+        let taken = match &spec.lock {
+            Some(name) => Some(leases::take(
                 store,
                 &config.drawer(own::LOCK),
                 &Claim {
@@ -88,6 +111,18 @@ impl<'a> Run<'a> {
             )?),
             None => None,
         };
+        let (lease, broken) = match taken {
+            Some(t) => (Some(t.lease), t.broken),
+            None => (None, Vec::new()),
+        };
+        if let Some(admit) = spec.admit {
+            if let Err(e) = admit(store, config, &spec) {
+                if let Some(lease) = lease {
+                    let _ = lease.release(store, Utc::now());
+                }
+                return Err(e);
+            }
+        }
         let mut record = RunRecord::start(
             &run_id,
             &spec.command,
@@ -97,6 +132,7 @@ impl<'a> Run<'a> {
             now,
         );
         record.force_reason = spec.force_reason.clone();
+        record.broken_locks = broken;
         let run = Run {
             store,
             config,

@@ -102,6 +102,10 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// The reason given with `--force`.
     pub force_reason: Option<String>,
+    /// The live leases `--break-lock` broke to start this run, each with
+    /// its holder, so the audit trail says whose work was cut short.
+    #[serde(default)]
+    pub broken_locks: Vec<String>,
     /// The run this one resumed.
     pub resumed_from: Option<String>,
     /// Where it stopped.
@@ -137,6 +141,7 @@ impl RunRecord {
             outcome: "running".into(),
             error: None,
             force_reason: None,
+            broken_locks: Vec::new(),
             resumed_from: None,
             checkpoint: None,
             tally: Tally::default(),
