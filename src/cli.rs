@@ -397,6 +397,10 @@ pub struct ValidateArgs {
     /// document id; never a value), not only their counts.
     #[arg(long)]
     pub warnings: bool,
+    /// Validate only partition I of N (the users `phase2 migrate --partition I/N` migrated);
+    /// the phase 3 gate accepts validations of every partition as one of the whole.
+    #[arg(long, value_name = "I/N", value_parser = parse_partition)]
+    pub partition: Option<(u32, u32)>,
 }
 
 /// A percentage: a number from 0 to 100.

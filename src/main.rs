@@ -161,6 +161,7 @@ fn run(cli: Cli) -> CommandResult<Output> {
                 thresholds,
                 report_dir: args.report_dir,
                 list_warnings: args.warnings,
+                partition: args.partition,
             };
             phase2::validate::validate(store, &config, &opts)
         }

@@ -9,8 +9,10 @@ use crate::flags::{ALL, READ, WRITE};
 use crate::gates::facts::{human, Facts};
 use crate::gates::{self, phase, Sources};
 use crate::phase0::IndexPlan;
+use crate::phase2::partitions::{Partitioning, State};
 use crate::report::{table, Output};
-use crate::run::record::RunRecord;
+use crate::run::record::{Checkpoint, RunRecord};
+use crate::run::PHASE2_LOCK;
 use crate::store::Store;
 use bson::Bson;
 use chrono::Utc;
@@ -84,10 +86,19 @@ fn state_machine(f: &Facts) -> CommandResult<(String, Value)> {
         (Ok(m), None) => format!("backup: {} (date unreadable)\n", m.id),
         (Err(why), _) => format!("backup: {}\n", why.lines().next().unwrap_or_default()),
     });
-    text.push_str(&match &lock {
-        Value::Null => "lock: free\n".to_string(),
-        l => format!(
-            "lock: {} by {} (run {}), expires {}\n",
+    let locks = locks_json(f)?;
+    if locks.is_empty() {
+        text.push_str("lock: free\n");
+    }
+    for l in &locks {
+        let name = l["name"].as_str().unwrap_or("?");
+        text.push_str(&format!(
+            "lock{}: {} by {} (run {}), expires {}\n",
+            if name == PHASE2_LOCK {
+                String::new()
+            } else {
+                format!(" {name}")
+            },
             if l["expired"] == true {
                 "EXPIRED lease held"
             } else {
@@ -96,8 +107,8 @@ fn state_machine(f: &Facts) -> CommandResult<(String, Value)> {
             l["owner"].as_str().unwrap_or("?"),
             l["run_id"].as_str().unwrap_or("?"),
             l["expires_at"].as_str().unwrap_or("?")
-        ),
-    });
+        ));
+    }
     let mut rows = vec![vec![
         "gate".to_string(),
         "".into(),
@@ -133,6 +144,7 @@ fn state_machine(f: &Facts) -> CommandResult<(String, Value)> {
         "backup_age_s": age.map(|a| a.num_seconds()),
         "backup_id": backup.ok().map(|m| m.id.clone()),
         "lock": lock,
+        "locks": locks,
         "last_runs": last_runs,
         "next": next,
         "dual_write": f.flag(WRITE),
@@ -141,11 +153,30 @@ fn state_machine(f: &Facts) -> CommandResult<(String, Value)> {
     Ok((text, json))
 }
 
-/// The phase 2 lease when someone holds it (or held it and died: `expired`).
+/// The whole phase 2 lease when someone holds it (or held it and died: `expired`).
 fn lock_json(f: &Facts) -> CommandResult<Value> {
     let Some(doc) = f.lock()? else {
         return Ok(Value::Null);
     };
+    lease_json(f, doc)
+}
+
+/// Every phase 2 lease not released, whole and per partition.
+fn locks_json(f: &Facts) -> CommandResult<Vec<Value>> {
+    let mut out = Vec::new();
+    for doc in f.leases()? {
+        let name = doc.get_str("_id").unwrap_or_default();
+        if name == PHASE2_LOCK || name.starts_with(&format!("{PHASE2_LOCK}:")) {
+            let v = lease_json(f, doc)?;
+            if !v.is_null() {
+                out.push(v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn lease_json(f: &Facts, doc: &bson::Document) -> CommandResult<Value> {
     if doc.get_bool("released").unwrap_or(false) {
         return Ok(Value::Null);
     }
@@ -264,11 +295,14 @@ fn phase2_state(f: &Facts) -> CommandResult<(String, Value)> {
     let change = f.last_phase2_change()?;
     let rolled_back = change.filter(|c| c.command.starts_with("rollback"));
     let validated = gates::phase2_validated(f)?;
+    let partitioning = f.partitioning()?.filter(|_| rolled_back.is_none());
+    let done = f.migration_done()?.unwrap_or(false) && rolled_back.is_none();
     let mut text = match (migrate, rolled_back) {
         (_, Some(r)) => format!(
             "phase 2: rolled back ({}, run {} {}): the drawers hold no migrated data\n",
             r.command, r.run_id, r.outcome
         ),
+        (Some(_), None) if partitioning.is_some() => partitions_text(partitioning.as_ref()),
         (Some(r), None) => format!("phase 2: last migration {} ({}, {})\n", r.outcome, r.command, r.run_id),
         (None, None) => "phase 2: not migrated yet: run `edn-migrate phase2 backup`, then `edn-migrate phase2 migrate all`\n".to_string(),
     };
@@ -304,9 +338,134 @@ fn phase2_state(f: &Facts) -> CommandResult<(String, Value)> {
     let json = json!({
         "last_migration": migrate.map(run_json),
         "rolled_back": rolled_back.is_some(),
+        "migrated": done,
+        "partitioning": partitioning.as_ref().map(partitions_json),
         "validated": validated.ok,
     });
     Ok((text, json))
+}
+
+/// A partitioned migration: done or not, and one line per partition.
+fn partitions_text(p: Option<&Partitioning>) -> String {
+    let Some(p) = p else {
+        return String::new();
+    };
+    let mut text = format!(
+        "phase 2: migration split in {} partitions ({}, started {}): {}\n",
+        p.n,
+        p.part,
+        p.started_at,
+        if p.done() {
+            "done".to_string()
+        } else {
+            format!("NOT done, {} of {} partitions done", p.done_count(), p.n)
+        }
+    );
+    let mut rows = vec![vec![
+        "partition".to_string(),
+        "state".into(),
+        "run".into(),
+        "detail".into(),
+    ]];
+    for (i, state) in p.states.iter().enumerate() {
+        let (run, detail) = match state {
+            State::NotStarted => (
+                String::new(),
+                format!(
+                    "run `edn-migrate phase2 migrate {} --partition {i}/{}`",
+                    p.part, p.n
+                ),
+            ),
+            State::Running {
+                run_id,
+                holder,
+                checkpoint,
+                users,
+            } => (
+                run_id.clone(),
+                format!(
+                    "held by {holder}, {users} users so far{}",
+                    at(checkpoint.as_ref())
+                ),
+            ),
+            State::Interrupted {
+                run_id,
+                outcome,
+                checkpoint,
+            } => (
+                run_id.clone(),
+                format!(
+                    "{outcome}{}: `edn-migrate phase2 migrate {} --partition {i}/{} --resume`",
+                    at(checkpoint.as_ref()),
+                    p.part,
+                    p.n
+                ),
+            ),
+            State::Done { run_id } => (run_id.clone(), String::new()),
+        };
+        rows.push(vec![
+            format!("{i}/{}", p.n),
+            state.name().into(),
+            run,
+            detail,
+        ]);
+    }
+    text.push_str(&table(&rows));
+    text
+}
+
+/// `, checkpoint at user U (B batches)`, or nothing before the first batch.
+fn at(checkpoint: Option<&Checkpoint>) -> String {
+    checkpoint
+        .map(|c| {
+            format!(
+                ", checkpoint at user {} ({} batches)",
+                c.last_user_id, c.batches
+            )
+        })
+        .unwrap_or_default()
+}
+
+fn partitions_json(p: &Partitioning) -> Value {
+    let partitions: Vec<Value> = p
+        .states
+        .iter()
+        .enumerate()
+        .map(|(i, state)| {
+            let mut v = json!({ "partition": format!("{i}/{}", p.n), "state": state.name() });
+            let extra = match state {
+                State::NotStarted => json!({}),
+                State::Running {
+                    run_id,
+                    holder,
+                    checkpoint,
+                    users,
+                } => json!({
+                    "run_id": run_id, "holder": holder, "users": users,
+                    "checkpoint": checkpoint,
+                }),
+                State::Interrupted {
+                    run_id,
+                    outcome,
+                    checkpoint,
+                } => json!({
+                    "run_id": run_id, "outcome": outcome, "checkpoint": checkpoint,
+                }),
+                State::Done { run_id } => json!({ "run_id": run_id }),
+            };
+            if let (Some(map), Value::Object(more)) = (v.as_object_mut(), extra) {
+                map.extend(more);
+            }
+            v
+        })
+        .collect();
+    json!({
+        "part": p.part,
+        "n": p.n,
+        "started_at": p.started_at,
+        "done": p.done(),
+        "partitions": partitions,
+    })
 }
 
 fn run_json(r: &RunRecord) -> Value {

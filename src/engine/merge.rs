@@ -163,6 +163,17 @@ pub fn partition_of(user_id: &Bson, n: u32) -> u32 {
     (hash % u64::from(n.max(1))) as u32
 }
 
+/// The partition of `n` a group's documents belong to. Documents without a
+/// usable `user_id` (quarantined by whoever reads them) all belong to
+/// partition 0, so exactly one worker of a partitioning writes their
+/// quarantine records and validates them.
+pub fn home_partition(user_id: &Bson, n: u32) -> u32 {
+    match user_id {
+        Bson::String(s) if !s.trim().is_empty() => partition_of(user_id, n),
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,9 +4,11 @@
 
 use crate::backup::{self, Manifest};
 use crate::config::{own, Config};
+use crate::engine::lock;
 use crate::error::CommandResult;
 use crate::flags::EnvFile;
 use crate::phase0::IndexPlan;
+use crate::phase2::partitions::{self, Partitioning};
 use crate::phase3::{self, JobStats};
 use crate::phase4::{self, Deprecated};
 use crate::run::record::{all_runs, RunRecord};
@@ -43,6 +45,7 @@ pub struct Facts<'a> {
     deprecated: OnceCell<Vec<Deprecated>>,
     jobs: OnceCell<JobStats>,
     lock: OnceCell<Option<Document>>,
+    leases: OnceCell<Vec<Document>>,
 }
 
 impl<'a> Facts<'a> {
@@ -65,6 +68,7 @@ impl<'a> Facts<'a> {
             deprecated: OnceCell::new(),
             jobs: OnceCell::new(),
             lock: OnceCell::new(),
+            leases: OnceCell::new(),
         }
     }
 
@@ -176,6 +180,35 @@ impl<'a> Facts<'a> {
             .get_many(&self.config.drawer(own::LOCK), &[PHASE2_LOCK.into()])?
             .pop();
         Ok(self.lock.get_or_init(|| doc).as_ref())
+    }
+
+    /// Every lease document (whole and per partition, released ones too).
+    pub fn leases(&self) -> CommandResult<&[Document]> {
+        if let Some(l) = self.leases.get() {
+            return Ok(l);
+        }
+        let found = lock::all_leases(self.store, &self.config.drawer(own::LOCK))?;
+        Ok(self.leases.get_or_init(|| found))
+    }
+
+    /// The partitioning of the migration in effect, if its last work was
+    /// partitioned (`--partition I/N`).
+    pub fn partitioning(&self) -> CommandResult<Option<Partitioning>> {
+        Ok(partitions::current(self.runs()?, self.leases()?, self.now))
+    }
+
+    /// Whether the phase 2 migration covered every user: every partition of
+    /// the partitioning in effect is done, or (not partitioned) the last
+    /// migration run succeeded. `None` when nothing was migrated since the
+    /// last rollback.
+    pub fn migration_done(&self) -> CommandResult<Option<bool>> {
+        if let Some(p) = self.partitioning()? {
+            return Ok(Some(p.done()));
+        }
+        Ok(self
+            .last_phase2_change()?
+            .filter(|c| c.command.starts_with("phase2 migrate"))
+            .map(|c| c.outcome == "succeeded"))
     }
 
     /// The newest run whose command starts with `prefix` and whose outcome

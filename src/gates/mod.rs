@@ -7,6 +7,7 @@
 //! the command with exit 3 and says what to run; `--force --reason "…"` goes
 //! ahead anyway and the reason is recorded in the run.
 
+pub mod coverage;
 pub mod facts;
 pub mod phase;
 
@@ -14,6 +15,7 @@ use crate::error::{CommandError, CommandResult};
 use crate::flags::{READ, WRITE};
 use crate::phase2::BACKUP_MAX_AGE_HOURS;
 use chrono::Duration;
+use coverage::Cover;
 use facts::{human, run_time};
 pub use facts::{Facts, Sources};
 use serde::Serialize;
@@ -274,7 +276,9 @@ pub fn backup_recent(f: &Facts) -> CommandResult<Gate> {
     })
 }
 
-/// Phase 2 migrated, and validated after the last migration or rollback.
+/// Phase 2 migrated for every user (every partition of a partitioned
+/// migration done), and validated after the last migration: by one
+/// validation of the whole, or by validations of every partition.
 pub fn phase2_validated(f: &Facts) -> CommandResult<Gate> {
     let name = "phase2_validated";
     let Some(change) = f.last_phase2_change()? else {
@@ -294,7 +298,22 @@ pub fn phase2_validated(f: &Facts) -> CommandResult<Gate> {
             ),
         ));
     }
-    if change.outcome != "succeeded" {
+    if let Some(p) = f.partitioning()?.filter(|p| !p.done()) {
+        return Ok(Gate::new(
+            name,
+            false,
+            format!(
+                "the migration is split in {} partitions, not done: {}{}",
+                p.n,
+                p.unfinished().join(", "),
+                match p.commands() {
+                    todo if todo.is_empty() => " (running)".to_string(),
+                    todo => format!(": run `{}`", todo.join("`, `")),
+                }
+            ),
+        ));
+    }
+    if f.partitioning()?.is_none() && change.outcome != "succeeded" {
         return Ok(Gate::new(
             name,
             false,
@@ -304,14 +323,27 @@ pub fn phase2_validated(f: &Facts) -> CommandResult<Gate> {
             ),
         ));
     }
-    let since = run_time(change);
-    let validation = f.runs()?.iter().rev().find(|r| {
-        r.command.starts_with("phase2 validate")
-            && r.outcome != "running"
-            && facts::parse_time(&r.started_at) >= since
-    });
-    Ok(match validation {
-        None => Gate::new(
+    let runs = f.runs()?;
+    let since_reset = runs
+        .iter()
+        .rposition(|r| r.command.starts_with("rollback --phase 2"))
+        .map_or(0, |at| at + 1);
+    Ok(match coverage::cover(&runs[since_reset..]) {
+        Cover::Passed(by) => Gate::new(
+            name,
+            true,
+            format!(
+                "validation {} passed after the migration (last run {})",
+                by.join(" + "),
+                change.run_id
+            ),
+        ),
+        Cover::Failed(which) => Gate::new(
+            name,
+            false,
+            format!("{which} after the migration: see its report, fix, migrate and validate again"),
+        ),
+        Cover::Missing(parts) if parts.is_empty() => Gate::new(
             name,
             false,
             format!(
@@ -319,20 +351,12 @@ pub fn phase2_validated(f: &Facts) -> CommandResult<Gate> {
                 change.run_id
             ),
         ),
-        Some(v) if v.outcome == "passed" => Gate::new(
-            name,
-            true,
-            format!(
-                "validation {} passed after migration {}",
-                v.run_id, change.run_id
-            ),
-        ),
-        Some(v) => Gate::new(
+        Cover::Missing(parts) => Gate::new(
             name,
             false,
             format!(
-                "validation {} after migration {} {}: see its report, fix, migrate and validate again",
-                v.run_id, change.run_id, v.outcome
+                "partitions {} are not validated since their migration: run `edn-migrate phase2 validate --partition I/N` for each, or `edn-migrate phase2 validate`",
+                parts.join(", ")
             ),
         ),
     })

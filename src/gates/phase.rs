@@ -52,7 +52,15 @@ pub fn current(f: &Facts) -> CommandResult<Phase> {
     };
     if let Some(change) = f.last_phase2_change()? {
         if change.command.starts_with("phase2 migrate") {
-            let state = if change.outcome == "succeeded" {
+            let partitioning = f.partitioning()?;
+            let state = if let Some(p) = partitioning.filter(|p| !p.done()) {
+                format!(
+                    "migration split in {} partitions, {} done, not done: {}; {dual_write}",
+                    p.n,
+                    p.done_count(),
+                    p.unfinished().join(", ")
+                )
+            } else if f.migration_done()? == Some(true) {
                 let validated = phase2_validated(f)?.ok;
                 format!(
                     "migrated ({}, run {}), {}; {dual_write}",
@@ -124,6 +132,17 @@ pub fn next(f: &Facts, phase: &Phase) -> CommandResult<String> {
         return Ok(format!("edn-migrate phase1 enable{env}"));
     }
     if phase.number == 2 {
+        if let Some(p) = f.partitioning()?.filter(|p| !p.done()) {
+            let todo = p.commands();
+            return Ok(if todo.is_empty() {
+                format!(
+                    "wait for the running partitions ({}) to finish (`edn-migrate status`)",
+                    p.unfinished().join(", ")
+                )
+            } else {
+                todo.join(", and ")
+            });
+        }
         let change = f.last_phase2_change()?;
         if let Some(c) = change.filter(|c| c.outcome != "succeeded") {
             return Ok(format!("edn-migrate {} --resume", c.command));

@@ -11,7 +11,7 @@
 use super::diff::diff_paths;
 use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, Built, LegacyKind, LegacyUser};
-use crate::engine::merge::{partition_of, Group, PerUser, Source};
+use crate::engine::merge::{home_partition, Group, PerUser, Source};
 use crate::engine::plan::plan_write;
 use crate::error::{CommandError, CommandResult};
 use crate::run::record::{Checkpoint, Tally};
@@ -86,7 +86,7 @@ pub fn run_pass(
     let mut consume = |group: Group| -> CommandResult<()> {
         progress.inc(group.len() as u64);
         if let Some((i, n)) = pass.partition {
-            if is_user(&group) && partition_of(&group.user_id, n) != i {
+            if home_partition(&group.user_id, n) != i {
                 return Ok(());
             }
         }

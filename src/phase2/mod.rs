@@ -7,6 +7,7 @@
 pub mod compare;
 pub mod diff;
 pub mod migrate;
+pub mod partitions;
 pub mod validate;
 
 use crate::backup;
@@ -114,12 +115,13 @@ pub fn migrate(store: &dyn Store, config: &Config, opts: &MigrateOptions) -> Com
         store,
         config,
         RunSpec {
-            partition: partition_name(opts),
             break_lock: opts.break_lock,
             force_reason: opts.force_reason.clone(),
-            ..RunSpec::locked(
+            admit: Some(partitions::admit),
+            ..RunSpec::partitioned(
                 format!("phase2 migrate {}", opts.part.name()),
                 opts.part.name(),
+                opts.partition,
             )
         },
     )?;
@@ -235,10 +237,13 @@ fn finish(
             };
             let message = format!(
                 "{e}\nrun {} {}: {done}; what was written is consistent and stamped with the run id.\n\
-                 continue with `edn-migrate phase2 migrate {} --resume`, or undo it with `edn-migrate rollback --phase 2`",
+                 continue with `edn-migrate phase2 migrate {}{} --resume`, or undo it with `edn-migrate rollback --phase 2`",
                 record.run_id,
                 record.outcome,
-                opts.part.name()
+                opts.part.name(),
+                partition_name(opts)
+                    .map(|p| format!(" --partition {p}"))
+                    .unwrap_or_default()
             );
             Err(match e {
                 CommandError::LockHeld(_) => CommandError::LockHeld(message),

@@ -482,6 +482,7 @@ fn validate(store: &dyn Store, config: &Config, opts: &RehearseOptions) -> Comma
         thresholds: opts.thresholds,
         report_dir: opts.out_dir.join("validation"),
         list_warnings: true,
+        partition: None,
     };
     let (passed, json) = match validate::validate(store, config, &validate_opts) {
         Ok(output) => (true, output.json),

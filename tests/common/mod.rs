@@ -1,6 +1,7 @@
 //! Test support: stores for the contract suite and the wire test server.
 #![allow(dead_code)]
 
+pub mod exports;
 pub mod fixtures;
 pub mod tool;
 pub mod wire;
