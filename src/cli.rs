@@ -453,7 +453,7 @@ pub struct MigrateArgs {
     /// Read at most this many legacy documents per second (be gentle with a production primary).
     #[arg(long, value_name = "DOCS_PER_SECOND")]
     pub max_rate: Option<f64>,
-    /// Take the migration lock even if another run holds it (only when that run is dead).
+    /// Take the lock (this partition's, and any conflicting one) even if another run holds it (only when that run is dead).
     #[arg(long)]
     pub break_lock: bool,
     /// Go past the gates (phase 0 done; a verified backup of this store and

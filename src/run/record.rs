@@ -209,7 +209,8 @@ pub fn all_runs(store: &dyn Store, config: &Config) -> CommandResult<Vec<RunReco
 
 /// The newest unfinished, failed or interrupted run of the same scope and
 /// partition other than `current` (the run asking, already recorded as
-/// running): the one `--resume` continues.
+/// running): the one `--resume` continues. Never one from before a phase 2
+/// rollback or restore: its checkpoint marks users whose drawers were undone.
 pub fn resumable(
     store: &dyn Store,
     config: &Config,
@@ -217,8 +218,14 @@ pub fn resumable(
     partition: &Option<String>,
     current: &str,
 ) -> CommandResult<Option<RunRecord>> {
-    Ok(all_runs(store, config)?
-        .into_iter()
+    let runs = all_runs(store, config)?;
+    let since = runs
+        .iter()
+        .rposition(|r| r.command.starts_with("rollback --phase 2"))
+        .map_or(0, |at| at + 1);
+    Ok(runs[since..]
+        .iter()
+        .cloned()
         .rfind(|r| {
             r.run_id != current
                 && r.command.starts_with("phase2 migrate")
@@ -282,6 +289,38 @@ mod tests {
         assert!(!joined.contains("SECRET"), "{joined}");
         assert_eq!(args.len(), 5);
         assert_eq!(args[3], "phase2");
+    }
+
+    #[test]
+    fn a_run_from_before_a_rollback_is_not_resumed() {
+        let store = crate::store::sqlite::SqliteStore::open(":memory:").unwrap();
+        let config = Config::default();
+        let at = |s: i64| DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
+        let record = |id: &str, command: &str, partition: Option<&str>, outcome: &str, t: i64| {
+            let mut r = RunRecord::start(
+                id,
+                command,
+                "all",
+                partition.map(str::to_string),
+                &store,
+                at(t),
+            );
+            r.outcome = outcome.into();
+            r.save(&store, &config).unwrap();
+        };
+        record("run-a", "phase2 migrate all", Some("0/2"), "failed", 1);
+        record("run-b", "phase2 migrate all", Some("1/2"), "interrupted", 2);
+        let part = |p: &str| Some(p.to_string());
+        let found = resumable(&store, &config, "all", &part("0/2"), "run-now").unwrap();
+        assert_eq!(
+            found.map(|r| r.run_id).as_deref(),
+            Some("run-a"),
+            "its own partition's run"
+        );
+        record("run-c", "rollback --phase 2", None, "succeeded", 3);
+        assert!(resumable(&store, &config, "all", &part("0/2"), "run-now")
+            .unwrap()
+            .is_none());
     }
 
     #[test]
