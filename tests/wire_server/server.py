@@ -49,7 +49,10 @@ closes the connection without replying; --error-every K answers every K-th
 command with --error-code (default 91) without running it. Handshake and
 monitoring commands are never faulted. The test command
 {ednFaults: 1, dropEvery: K, errorEvery: K, errorCode: C} changes the
-schedule at run time and answers how many faults were injected.
+schedule at run time and answers how many faults were injected and how many
+commands ran since the last call; {ednFaults: 1, outageAfter: N, outageMs: T}
+answers every command with errorCode for T ms from the N-th command on (an
+outage longer than the tool's retries).
 
 Fidelity: documents keep their field order and their BSON types (int32 vs
 int64 vs double, UTC datetimes at millisecond precision, ObjectId, ...); the
@@ -957,7 +960,8 @@ COMPRESSION_STATS = {"zlib": {"compressor": {"bytesIn": Int64(0), "bytesOut": In
 NOT_FAULTED = {"hello", "isMaster", "ismaster", "ping", "buildInfo", "buildinfo",
                "endSessions", "getLastError", "serverStatus", "saslStart", "saslContinue",
                "ednFaults"}
-FAULTS = {"drop_every": 0, "error_every": 0, "error_code": 91, "count": 0, "injected": 0}
+FAULTS = {"drop_every": 0, "error_every": 0, "error_code": 91, "count": 0, "injected": 0,
+          "outage_after": 0, "outage_ms": 0, "outage_until": 0.0}
 FAULT_LOCK = threading.Lock()
 
 
@@ -968,6 +972,11 @@ def fault_for(name):
     with FAULT_LOCK:
         FAULTS["count"] += 1
         n = FAULTS["count"]
+        if FAULTS["outage_after"] and n == FAULTS["outage_after"]:
+            FAULTS["outage_until"] = time.monotonic() + FAULTS["outage_ms"] / 1000.0
+        if time.monotonic() < FAULTS["outage_until"]:
+            FAULTS["injected"] += 1
+            return "error"
         if FAULTS["error_every"] and n % FAULTS["error_every"] == 0:
             FAULTS["injected"] += 1
             return "error"
@@ -979,15 +988,17 @@ def fault_for(name):
 
 def cmd_edn_faults(db, cmd, conn):
     """Test hook (not a MongoDB command): set the fault schedule; counts
-    restart. Answers how many faults were injected so far."""
+    restart. Answers how many faults were injected and commands run so far."""
     with FAULT_LOCK:
-        injected = FAULTS["injected"]
+        injected, commands = FAULTS["injected"], FAULTS["count"]
         for key, field in (("drop_every", "dropEvery"), ("error_every", "errorEvery"),
-                           ("error_code", "errorCode")):
+                           ("error_code", "errorCode"), ("outage_after", "outageAfter"),
+                           ("outage_ms", "outageMs")):
             if field in cmd:
                 FAULTS[key] = int(cmd[field])
         FAULTS["count"] = 0
-    return {"injected": Int64(injected), "ok": 1.0}
+        FAULTS["outage_until"] = 0.0
+    return {"injected": Int64(injected), "commands": Int64(commands), "ok": 1.0}
 
 
 COMMANDS["ednFaults"] = cmd_edn_faults
