@@ -165,6 +165,7 @@ fn string_dates_are_stored_as_bson_dates(tool: Tool) {
     let mut strings_in_raw_payload = 0;
     for drawer in &drawers {
         common::assert_dates_are_bson_dates(drawer);
+        common::plan_validator::assert_plan_accepts(drawer);
         for raw in common::values_at(drawer, "services.shared_questionnaires[].raw_payload") {
             let raw = raw.as_document().unwrap();
             for field in ["submitted_at", "submission_date"] {
@@ -581,8 +582,63 @@ fn assert_same(got: &[(String, String)], want: &[(String, String)]) {
     }
 }
 
+/// Legacy documents whose `user_id` is not a string (a number, an ObjectId,
+/// a boolean, a date, an object) sort before and after the string users on
+/// MongoDB; each is read, quarantined with a reason naming the field, and
+/// accounted for by validation.
+fn users_of_every_id_type_are_quarantined_with_a_reason(tool: Tool) {
+    fs::write(tool.path(".env"), "USE_CLIENT_DRAWER_WRITE=true\n").unwrap();
+    let dir = tool.fixtures();
+    let file = dir
+        .join(&tool.legacy_db)
+        .join("nutrition_questionnaire_submissions.jsonl");
+    let odd = [
+        ("odd_number", r#"{"$numberInt":"5"}"#),
+        ("odd_double", r#"{"$numberDouble":"2.5"}"#),
+        ("odd_oid", r#"{"$oid":"65a1b2c3d4e5f60718293a4b"}"#),
+        ("odd_bool", "true"),
+        ("odd_date", r#"{"$date":"2025-01-03T00:00:00Z"}"#),
+        ("odd_object", r#"{"id":"1730102400123401"}"#),
+    ];
+    let mut text = fs::read_to_string(&file).unwrap();
+    for (id, user) in odd {
+        text.push_str(&format!(
+            "{{\"_id\":\"{id}\",\"user_id\":{user},\"submitted_at\":{{\"$date\":\"2025-03-01T10:00:00Z\"}},\"responses\":{{\"peso\":\"80\"}}}}\n"
+        ));
+    }
+    fs::write(&file, text).unwrap();
+    tool.ok(&["import", dir.to_str().unwrap()]);
+    tool.ok(&["phase0", "prepare"]);
+    tool.ok(&["phase2", "backup"]);
+    let run = migrate_json(&tool, &["--batch-size", "2"]);
+    assert_eq!(run["users"], USERS, "{run}");
+    let out = tool.path("quarantined");
+    tool.ok(&["export", out.to_str().unwrap()]);
+    let quarantine =
+        fs::read_to_string(out.join(&tool.drawer_db).join("migration_quarantine.jsonl")).unwrap();
+    assert_eq!(
+        quarantine.lines().count() as u64,
+        QUARANTINED + odd.len() as u64
+    );
+    for (id, _) in odd {
+        let record = quarantine
+            .lines()
+            .find(|l| l.contains(&format!("\"source_id\":\"{id}\"")))
+            .unwrap_or_else(|| panic!("{id} was never read: {quarantine}"));
+        assert!(record.contains("user_id is not a string"), "{record}");
+    }
+    let report = json(&tool.ok(&["phase2", "validate", "--json"]));
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["accounting"]["unaccounted"], 0, "{report}");
+}
+
 mod sqlite {
     use super::*;
+
+    #[test]
+    fn users_of_every_id_type_are_quarantined_with_a_reason() {
+        super::users_of_every_id_type_are_quarantined_with_a_reason(Tool::sqlite());
+    }
 
     #[test]
     fn sigint_stops_after_the_batch_and_releases_the_lock() {
@@ -633,6 +689,13 @@ mod sqlite {
 
 mod mongo_wire {
     use super::*;
+
+    #[test]
+    fn users_of_every_id_type_are_quarantined_with_a_reason() {
+        if let Some(tool) = Tool::wire("p2types") {
+            super::users_of_every_id_type_are_quarantined_with_a_reason(tool);
+        }
+    }
 
     #[test]
     fn sigint_stops_after_the_batch_and_releases_the_lock() {
