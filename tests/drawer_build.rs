@@ -475,6 +475,7 @@ proptest! {
         for (uid, u) in &users {
             let b = build(u, existing.get(uid), &common::opts());
             prop_assert!(validate(&b.drawer, &[]).is_empty(), "{}: {:?}", uid, validate(&b.drawer, &[]));
+            common::plan_validator::assert_plan_accepts(&b.drawer);
             let s = build(&shuffled(u, seed), existing.get(uid), &common::opts());
             prop_assert_eq!(common::pretty(&s.drawer), common::pretty(&b.drawer));
             let again = build(&shuffled(u, seed ^ 0xabc), Some(&b.drawer), &later(&common::opts()));
@@ -514,6 +515,7 @@ proptest! {
         };
         let b = build(&u, None, &common::opts());
         prop_assert!(validate(&b.drawer, &[]).is_empty() || b.drawer.is_empty(), "{:?}", validate(&b.drawer, &[]));
+        common::plan_validator::assert_plan_accepts(&b.drawer);
         let s = build(&shuffled(&u, seed), None, &common::opts());
         prop_assert_eq!(common::pretty(&s.drawer), common::pretty(&b.drawer));
         if !b.drawer.is_empty() {
@@ -582,6 +584,7 @@ fn legacy_string_dates_become_bson_dates_and_raw_payload_stays_verbatim() {
         let typed = build(u, None, &common::opts());
         let b = build(&stringly, None, &common::opts());
         common::assert_dates_are_bson_dates(&b.drawer);
+        common::plan_validator::assert_plan_accepts(&b.drawer);
         assert!(
             without_raw_payloads(&b.drawer) == without_raw_payloads(&typed.drawer),
             "{uid}: string dates give another drawer"
