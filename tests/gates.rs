@@ -131,6 +131,23 @@ fn validation_over_nothing_fails(tool: Tool) {
     assert_eq!(good["passed"], true, "{good}");
     assert_eq!(good["drawers"]["checked"], USERS);
     assert_eq!(good["drawers"]["unexplained"], 0);
+    // Validations back to back (usually within one second) keep a report each.
+    let reports = || {
+        fs::read_dir(tool.path("reports"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "json")
+            })
+            .count()
+    };
+    let before = reports();
+    tool.ok(&["phase2", "validate"]);
+    tool.ok(&["phase2", "validate"]);
+    assert_eq!(reports(), before + 2, "a report was overwritten");
 }
 
 /// Item 3: every part the builder derives is compared; a document neither
@@ -383,6 +400,34 @@ fn backup_gate_wants_a_whole_backup_of_this_store(tool: Tool) {
     refused(
         &migrate_with(&gone),
         &["training_plans.bson: missing", "no longer whole"],
+    );
+
+    // The right backup, one of whose files is shortened afterwards.
+    let short = folder("b_short");
+    tool.ok(&["phase2", "backup", "--backup-dir", &short]);
+    let taken = fs::read_dir(&short)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let file = taken.join(&tool.legacy_db).join("training_plans.bson");
+    let len = fs::metadata(&file).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(len - 1)
+        .unwrap();
+    refused(
+        &migrate_with(&short),
+        &[
+            &format!(
+                "training_plans.bson: {} bytes, the manifest says {len}",
+                len - 1
+            ),
+            "no longer whole",
+        ],
     );
 
     // A whole backup of this store opens the gate.
