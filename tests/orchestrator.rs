@@ -645,6 +645,58 @@ fn rollback_4_refuses_over_a_recreated_collection(tool: Tool) {
     assert_eq!(s["flags"]["DISABLE_LEGACY_ENDPOINTS"], true);
 }
 
+/// `phase4 cleanup --drop-expired` drops only the deprecated copies past the
+/// 30-day retention, and only when confirmed; the drop is recorded.
+fn drop_expired_drops_only_what_is_past_the_retention(tool: Tool) {
+    imported(&tool);
+    tool.ok(&["phase0", "prepare"]);
+    let today = chrono::Utc::now().format("%Y%m%d").to_string();
+    let old = "follow_up_submissions_DEPRECATED_20250101";
+    let recent = format!("nutrition_questionnaire_submissions_DEPRECATED_{today}");
+    let patch = tool.path("deprecated");
+    fs::create_dir_all(patch.join(&tool.legacy_db)).unwrap();
+    for name in [old, recent.as_str()] {
+        fs::write(
+            patch.join(&tool.legacy_db).join(format!("{name}.jsonl")),
+            "{\"_id\":\"kept_for_30_days\"}\n",
+        )
+        .unwrap();
+    }
+    tool.ok(&["import", patch.to_str().unwrap()]);
+    let legacy = |name: &str| -> Vec<String> {
+        export(&tool, name)
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.contains("_DEPRECATED_"))
+            .collect()
+    };
+    let both = legacy("before");
+    assert_eq!(both.len(), 2, "{both:?}");
+
+    // Without --yes (and no terminal): refused, nothing dropped.
+    let err = expect(&tool, &["phase4", "cleanup", "--drop-expired"], 2);
+    assert!(err.contains(old) && err.contains("--yes"), "{err}");
+    assert_eq!(legacy("refused"), both);
+
+    let out = json(&tool.ok(&["phase4", "cleanup", "--drop-expired", "--yes", "--json"]));
+    assert_eq!(out["dropped"], serde_json::json!([old]), "{out}");
+    let left = legacy("after");
+    assert_eq!(
+        left,
+        vec![format!("{}/{recent}.jsonl", tool.legacy_db)],
+        "the recent copy is kept"
+    );
+    let record = last_run(&tool, "phase4 cleanup --drop-expired");
+    assert_eq!(record["outcome"], "succeeded");
+    assert_eq!(record["summary"]["dropped"], serde_json::json!([old]));
+    // Again: nothing is old enough, and it says what it keeps.
+    let again = tool.ok(&["phase4", "cleanup", "--drop-expired", "--yes"]);
+    assert!(
+        again.contains("nothing is older than 30 days") && again.contains(&recent),
+        "{again}"
+    );
+}
+
 mod sqlite {
     use super::*;
 
@@ -671,6 +723,10 @@ mod sqlite {
     #[test]
     fn status_names_the_lock_holder() {
         super::status_names_the_lock_holder(Tool::sqlite());
+    }
+    #[test]
+    fn drop_expired_drops_only_what_is_past_the_retention() {
+        super::drop_expired_drops_only_what_is_past_the_retention(Tool::sqlite());
     }
 }
 
@@ -711,6 +767,12 @@ mod mongo_wire {
     fn status_names_the_lock_holder() {
         if let Some(tool) = Tool::wire("lock") {
             super::status_names_the_lock_holder(tool);
+        }
+    }
+    #[test]
+    fn drop_expired_drops_only_what_is_past_the_retention() {
+        if let Some(tool) = Tool::wire("expired") {
+            super::drop_expired_drops_only_what_is_past_the_retention(tool);
         }
     }
 }
