@@ -1,5 +1,10 @@
 //! Throughput of mapping and building on realistic documents (the fixtures'
-//! users). Criterion prints `thrpt` in elements (documents) per second.
+//! users), on one thread. Criterion prints `thrpt` in elements (documents)
+//! per second.
+//!
+//! `EDN_BENCH_DATA=DIR` builds from generated data instead (a folder written
+//! by `examples/gen_legacy.rs`, e.g. `target/bench/gen-default-10000` after
+//! `scripts/bench_migrate.sh`), its first 2,000 users.
 
 use std::collections::BTreeMap;
 
@@ -9,14 +14,19 @@ use edn_migrate::drawer::{build, BuildOptions, LegacyUser};
 use edn_migrate::extjson;
 use edn_migrate::mapping::FieldMap;
 
+/// Users taken from generated data (`EDN_BENCH_DATA`).
+const GENERATED_USERS: usize = 2000;
+
 fn read(rel: &str) -> Vec<Document> {
-    let path = format!(
-        "{}/fixtures/legacy/test_database/{rel}.jsonl",
-        env!("CARGO_MANIFEST_DIR")
+    let dir = std::env::var("EDN_BENCH_DATA").map_or_else(
+        |_| format!("{}/fixtures/legacy", env!("CARGO_MANIFEST_DIR")),
+        |d| d,
     );
+    let path = format!("{dir}/test_database/{rel}.jsonl");
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
+        .take(10 * GENERATED_USERS)
         .filter_map(|l| extjson::parse_line(l).ok())
         .collect()
 }
@@ -46,7 +56,7 @@ fn users() -> Vec<LegacyUser> {
                 .push(d);
         }
     }
-    out.into_values().collect()
+    out.into_values().take(GENERATED_USERS).collect()
 }
 
 fn benches(c: &mut Criterion) {

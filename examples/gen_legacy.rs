@@ -28,6 +28,10 @@
 //! - nutrition plans: ~10% without `job_id` within 30 min of their training
 //!   plan, ~2% without `job_id` and days away from any training plan;
 //! - follow-ups: 1% name an unknown `previous_plan_id`, 2% have it null.
+//!
+//! `--varied` is the benchmark's harder shape (about 18 documents per user):
+//! six plans of each kind, five or six follow-ups, 50% of submissions with
+//! unmapped keys, 20% with an unparsable number, 10% `edad: ""`.
 
 #![recursion_limit = "256"]
 
@@ -39,6 +43,7 @@ use edn_migrate::extjson;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Generate a synthetic legacy EDN360 dataset for `edn-migrate import`.
@@ -58,8 +63,30 @@ struct Args {
     /// Also write generation_jobs (one per training plan).
     #[arg(long)]
     jobs: bool,
+    /// A harder shape for benchmarks: six plans per user (and five or six
+    /// follow-ups), half the submissions with unmapped keys, a fifth with a
+    /// number the mapping cannot parse, 10% `edad: ""`. The default shape's
+    /// files are unchanged without it.
+    #[arg(long)]
+    varied: bool,
     /// Output directory (created if missing; existing files are overwritten).
     out_dir: PathBuf,
+}
+
+/// `--varied`, read where the traps are drawn.
+static VARIED: AtomicBool = AtomicBool::new(false);
+
+fn varied() -> bool {
+    VARIED.load(Ordering::Relaxed)
+}
+
+/// A trap's probability: the default shape's, or the varied shape's.
+fn rate(default: f64, varied_rate: f64) -> f64 {
+    if varied() {
+        varied_rate
+    } else {
+        default
+    }
 }
 
 // ---------------------------------------------------------------- PRNG
@@ -610,7 +637,7 @@ fn number_str(p: &Person, x: f64) -> String {
 /// fixture's order, all strings as the web form sends them.
 fn responses(rng: &mut Rng, p: &Person, at: i64, weight: f64) -> Document {
     let (by, bm, bd) = p.birth;
-    let edad = if rng.chance(0.01) {
+    let edad = if rng.chance(rate(0.01, 0.10)) {
         String::new()
     } else {
         age_at(p, at).to_string()
@@ -667,13 +694,17 @@ fn responses(rng: &mut Rng, p: &Person, at: i64, weight: f64) -> Document {
         "motiva_ejercicio": rng.pick(MOTIVATION),
         "comentarios_adicionales": rng.pick(COMMENTS),
     };
-    if rng.chance(0.05) {
+    if rng.chance(rate(0.05, 0.5)) {
         let first = rng.below(UNMAPPED.len() as u64) as usize;
         let count = 1 + rng.below(2) as usize;
         for k in 0..count {
             let (key, values) = UNMAPPED[(first + k) % UNMAPPED.len()];
             r.insert(key, rng.pick(values));
         }
+    }
+    if varied() && rng.chance(0.2) {
+        let field = rng.pick(&["peso", "altura_cm", "grasa_porcentaje", "cintura_cm"]);
+        r.insert(field, rng.pick(&["unos 70", "n/s", "1,75 m", "?"]));
     }
     r
 }
@@ -1062,16 +1093,17 @@ fn user(args: &Args, n: u64, ids: &mut Counters, out: &mut Sinks) -> std::io::Re
 
     // Timeline: questionnaire, then three monthly plans, follow-ups in between.
     let first_sub = created + rng.range(10 * MIN, 3 * DAY);
-    let mut plan_at = [0i64; 3];
+    let count = if varied() { 6 } else { 3 };
+    let mut plan_at = vec![0i64; count];
     plan_at[0] = first_sub + rng.range(2 * HOUR, 4 * DAY);
-    for k in 1..3 {
+    for k in 1..count {
         plan_at[k] = plan_at[k - 1] + rng.range(28 * DAY, 35 * DAY);
     }
     // Plans: ids in generation order; 3% of users get dates in reverse id order.
     let reversed = rng.chance(0.03);
-    let plans: Vec<Plan> = (0..3)
+    let plans: Vec<Plan> = (0..count)
         .map(|k| {
-            let chrono_k = if reversed { 2 - k } else { k };
+            let chrono_k = if reversed { count - 1 - k } else { k };
             ids.training += 1;
             ids.nutrition += 1;
             ids.job += 1;
@@ -1085,7 +1117,7 @@ fn user(args: &Args, n: u64, ids: &mut Counters, out: &mut Sinks) -> std::io::Re
             }
         })
         .collect();
-    let chrono_plan = |k: usize| &plans[if reversed { 2 - k } else { k }];
+    let chrono_plan = |k: usize| &plans[if reversed { count - 1 - k } else { k }];
 
     // Submissions: 10% of users send the form again (2-3 in all).
     let extra = if rng.chance(0.10) {
@@ -1118,7 +1150,7 @@ fn user(args: &Args, n: u64, ids: &mut Counters, out: &mut Sinks) -> std::io::Re
     }
 
     // Follow-ups: 2-3, each ~25 days after a plan, naming it.
-    let followups = 2 + rng.below(2) as usize;
+    let followups = count - 1 + rng.below(2) as usize;
     for k in 0..followups {
         let plan = chrono_plan(k);
         let since = rng.range(24 * DAY, 27 * DAY);
@@ -1182,6 +1214,7 @@ fn user(args: &Args, n: u64, ids: &mut Counters, out: &mut Sinks) -> std::io::Re
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    VARIED.store(args.varied, Ordering::Relaxed);
     if !(0.0..=100.0).contains(&args.drawers) {
         eprintln!("--drawers must be a percentage between 0 and 100");
         std::process::exit(2);

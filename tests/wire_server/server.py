@@ -28,6 +28,9 @@ Supported:
     client certificate signed by that CA is required;
   * wire compression (OP_COMPRESSED) with zlib, negotiated in hello as MongoDB
     does; serverStatus reports the bytes in `network.compression`.
+  * serverStatus also counts the commands received since the server started,
+    by name, in `metrics.commands.<name>.total` (and `.failed`), as MongoDB
+    does (scripts/bench_migrate.sh --wire reads them).
 
 Not supported: replica sets, sharding, transactions, change streams,
 SCRAM/X.509 authentication, snappy and zstd compression, server-side JavaScript, collations, array
@@ -636,7 +639,29 @@ def cmd_server_status(db, cmd, conn):
             "pid": Int64(os.getpid()), "uptime": float(int(up)), "uptimeMillis": Int64(int(up * 1000)),
             "localTime": datetime.now(timezone.utc),
             "connections": {"current": len(CONNECTIONS), "available": 1000},
-            "network": {"compression": COMPRESSION_STATS}, "ok": 1.0}
+            "network": {"compression": COMPRESSION_STATS},
+            "metrics": {"commands": command_metrics()}, "ok": 1.0}
+
+
+# Commands received, by name, as MongoDB's serverStatus reports them in
+# metrics.commands.<name>.total / .failed: the benchmark counts what a run
+# sends per 1,000 legacy documents.
+COMMAND_COUNTS = {}
+COMMAND_LOCK = threading.Lock()
+
+
+def count_command(name, reply):
+    failed = isinstance(reply, dict) and reply.get("ok") != 1.0
+    with COMMAND_LOCK:
+        counts = COMMAND_COUNTS.setdefault(name, [0, 0])
+        counts[0] += 1
+        counts[1] += int(failed)
+
+
+def command_metrics():
+    with COMMAND_LOCK:
+        return {name: {"total": Int64(t), "failed": Int64(f)}
+                for name, (t, f) in sorted(COMMAND_COUNTS.items())}
 
 
 def cmd_list_databases(db, cmd, conn):
@@ -1016,6 +1041,14 @@ def oversized(cmd):
 
 def run_command(cmd, db, conn, via="OP_MSG"):
     """Dispatch one command document; always returns a reply document."""
+    reply = dispatch(cmd, db, conn, via)
+    if cmd:
+        count_command(next(iter(cmd)), reply)
+    return reply
+
+
+def dispatch(cmd, db, conn, via):
+    """run_command without the counting."""
     if not cmd:
         return error_doc(9, "empty command")
     size = oversized(cmd)
