@@ -10,6 +10,7 @@ pub mod config;
 pub mod confirm;
 pub mod drawer;
 pub mod dump;
+pub mod encoded;
 pub mod engine;
 pub mod error;
 pub mod extjson;

@@ -87,30 +87,14 @@ pub(crate) fn array(doc: &Document, path: &str) -> Vec<Bson> {
 
 /// Serialized BSON size of a document (0 when it cannot be serialized).
 pub(crate) fn size(doc: &Document) -> usize {
-    bson::to_vec(doc).map(|v| v.len()).unwrap_or(0)
+    crate::encoded::doc_len(doc).unwrap_or(0)
 }
 
-/// The BSON of `{v: value}`, serialized from a borrow (no copy of the value).
-fn bytes(value: &Bson) -> Option<Vec<u8>> {
-    #[derive(serde::Serialize)]
-    struct Wrapped<'a> {
-        v: &'a Bson,
-    }
-    bson::to_vec(&Wrapped { v: value }).ok()
-}
-
-/// Equal types, values and key order (NaN equals itself). Falls back to `==`
-/// for what BSON cannot encode.
+/// Equal types, values and key order (NaN equals itself).
 pub(crate) fn same(a: &Bson, b: &Bson) -> bool {
-    match (bytes(a), bytes(b)) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    }
+    crate::encoded::same(a, b)
 }
 
 pub(crate) fn same_doc(a: &Document, b: &Document) -> bool {
-    match (bson::to_vec(a), bson::to_vec(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
+    crate::encoded::same_doc(a, b)
 }

@@ -453,25 +453,14 @@ fn weight(path: &str, guards: &[Guard], change: &Change) -> usize {
     2 * path.len() + guard_bytes + change_bytes + 96
 }
 
-/// The BSON of `{v: value}`, serialized from a borrow.
-fn encoded(value: &Bson) -> Option<Vec<u8>> {
-    #[derive(serde::Serialize)]
-    struct Wrapped<'a> {
-        v: &'a Bson,
-    }
-    bson::to_vec(&Wrapped { v: value }).ok()
-}
-
+/// The encoded size of `{v: value}` (0 when it cannot be encoded).
 fn size(value: &Bson) -> usize {
-    encoded(value).map_or(0, |v| v.len())
+    crate::encoded::value_len(value).map_or(0, |n| n + 8)
 }
 
 /// Same type, same value, same field order.
 fn same(a: &Bson, b: &Bson) -> bool {
-    match (encoded(a), encoded(b)) {
-        (Some(x), Some(y)) => x == y,
-        _ => false,
-    }
+    crate::encoded::same(a, b)
 }
 
 #[cfg(test)]
