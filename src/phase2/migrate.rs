@@ -178,6 +178,62 @@ struct PendingDrawer {
     followups: u64,
 }
 
+/// What is left of a pending drawer once its patch went to the store.
+struct Written {
+    id: String,
+    created: bool,
+    snapshots: u64,
+    followups: u64,
+}
+
+impl PendingDrawer {
+    fn split(self) -> (Patch, Written) {
+        let PendingDrawer {
+            id,
+            patch,
+            created,
+            snapshots,
+            followups,
+        } = self;
+        (
+            patch,
+            Written {
+                id,
+                created,
+                snapshots,
+                followups,
+            },
+        )
+    }
+}
+
+/// A build and, when it changed the drawer and fits in a document, the
+/// patch that writes it (`None`: over 16 MiB).
+struct Planned {
+    built: Built,
+    bytes: usize,
+    patch: Option<Patch>,
+}
+
+/// Measures a changed drawer and plans its patch: pure, so it runs on the
+/// builder threads beside the build instead of on the writing thread.
+fn plan(built: Built, found: Option<&Document>) -> Planned {
+    if !built.changed {
+        return Planned {
+            built,
+            bytes: 0,
+            patch: None,
+        };
+    }
+    let bytes = crate::encoded::doc_len(&built.drawer).unwrap_or(usize::MAX);
+    let patch = (bytes <= MAX_DOCUMENT_BYTES).then(|| plan_write(found, &built.drawer));
+    Planned {
+        built,
+        bytes,
+        patch,
+    }
+}
+
 #[derive(Default)]
 struct Writes {
     drawers: Vec<PendingDrawer>,
@@ -228,10 +284,10 @@ impl Batcher<'_> {
         self.split(groups, &mut writes, &mut tally);
         let users = std::mem::take(&mut writes.users);
         let existing = self.existing(&users)?;
-        let built = build_all(&users, &existing, &self.pass.build);
-        for (user, built) in users.iter().zip(built) {
+        let planned = build_all(&users, &existing, &self.pass.build);
+        for (user, planned) in users.iter().zip(planned) {
             let found = existing.get(&drawer::drawer_id(&user.user_id));
-            self.account(user, found, built, &mut writes, &mut tally);
+            self.account(user, found, planned, &mut writes, &mut tally);
         }
         if !self.pass.dry_run {
             run.before_writes()?;
@@ -302,10 +358,11 @@ impl Batcher<'_> {
         &mut self,
         user: &LegacyUser,
         found: Option<&Document>,
-        built: Built,
+        planned: Planned,
         writes: &mut Writes,
         tally: &mut Tally,
     ) {
+        let Planned { built, bytes, patch } = planned;
         for w in &built.warnings {
             *tally
                 .warnings
@@ -332,8 +389,7 @@ impl Batcher<'_> {
             return;
         }
         let id = drawer::drawer_id(&user.user_id);
-        let bytes = bson::to_vec(&built.drawer).map_or(usize::MAX, |v| v.len());
-        if bytes > MAX_DOCUMENT_BYTES {
+        let Some(patch) = patch else {
             // Neither store takes it: say so and go on with the others; the
             // validation reports this user until the drawer is made smaller.
             tracing::error!(drawer_id = %id, bytes, "drawer over 16 MiB even after archiving: not written");
@@ -342,14 +398,14 @@ impl Batcher<'_> {
                 .entry("drawer_over_16_mib_not_written".into())
                 .or_default() += 1;
             return;
-        }
+        };
         self.keep_sample(user, found, &built);
         writes.drawers.push(PendingDrawer {
             snapshots: added(found, &built.drawer, "snapshots", "snapshot_id")
                 + built.archived.len() as u64,
             followups: added(found, &built.drawer, "followups", "followup_id"),
             created: built.created,
-            patch: plan_write(found, &built.drawer),
+            patch,
             id,
         });
         writes.archived.extend(built.archived);
@@ -394,8 +450,10 @@ impl Batcher<'_> {
         let mut refused = Vec::new();
         for attempt in 0..=MAX_RETRIES {
             self.write_archive(writes, tally)?;
-            let pending = std::mem::take(&mut writes.drawers);
-            let patches: Vec<Patch> = pending.iter().map(|p| p.patch.clone()).collect();
+            let (patches, pending): (Vec<Patch>, Vec<Written>) = std::mem::take(&mut writes.drawers)
+                .into_iter()
+                .map(PendingDrawer::split)
+                .unzip();
             let outcomes = if self.pass.dry_run || patches.is_empty() {
                 patches.iter().map(|_| Outcome::Applied).collect()
             } else {
@@ -457,7 +515,7 @@ impl Batcher<'_> {
                 plan_stamps: Vec::new(),
                 ..built
             };
-            self.account(user, found, built, writes, tally);
+            self.account(user, found, plan(built, found), writes, tally);
         }
         Ok(())
     }
@@ -539,15 +597,18 @@ impl Batcher<'_> {
     }
 }
 
-/// Builds every user's drawer, spread over the machine's cores: building is
-/// pure and dominates the run, so this is where threads pay.
+/// Builds and plans every user's drawer, spread over the machine's cores:
+/// building and planning are pure and dominate the run, so this is where
+/// threads pay.
 fn build_all(
     users: &[LegacyUser],
     existing: &HashMap<String, Document>,
     opts: &BuildOptions,
-) -> Vec<Built> {
-    let build =
-        |u: &LegacyUser| drawer::build(u, existing.get(&drawer::drawer_id(&u.user_id)), opts);
+) -> Vec<Planned> {
+    let build = |u: &LegacyUser| {
+        let found = existing.get(&drawer::drawer_id(&u.user_id));
+        plan(drawer::build(u, found, opts), found)
+    };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);

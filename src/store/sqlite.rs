@@ -238,8 +238,27 @@ impl SqliteStore {
     /// Runs one patch inside the caller's transaction, one operation at a
     /// time, writing after each as MongoDB would; the first operation whose
     /// guards fail (or that is refused) stops it.
-    fn patch_one(&self, ns: &Ns, table: &str, p: &Patch) -> StoreResult<Outcome> {
+    fn patch_one(
+        &self,
+        ns: &Ns,
+        table: &str,
+        p: &Patch,
+        encoded: Option<Vec<u8>>,
+    ) -> StoreResult<Outcome> {
         let key = sort_key(Some(&p.id));
+        if let (Some(bytes), [Op::Insert(doc)]) = (encoded, p.ops.as_slice()) {
+            // A new drawer, encoded beforehand: nothing to read back after it.
+            if self.stored_bytes(table, &key)?.is_some() {
+                return Ok(Outcome::Conflict);
+            }
+            return match self.write_encoded(ns, table, doc.get("_id"), bytes, false) {
+                Ok(()) => Ok(Outcome::Applied),
+                Err(e @ (StoreError::DuplicateKey { .. } | StoreError::Refused { .. })) => {
+                    Ok(Outcome::Refused(e))
+                }
+                Err(e) => Err(e),
+            };
+        }
         let mut current = match self.stored_bytes(table, &key)? {
             Some(blob) => Some(decode(&blob)?),
             None => None,
@@ -417,11 +436,24 @@ impl Store for SqliteStore {
     }
 
     fn patch_many(&self, ns: &Ns, patches: &[Patch]) -> StoreResult<Vec<Outcome>> {
+        // New drawers are encoded on all cores before the write lock is taken.
+        let new: Vec<&Document> = patches
+            .iter()
+            .filter_map(|p| match p.ops.as_slice() {
+                [Op::Insert(doc)] => Some(doc),
+                _ => None,
+            })
+            .collect();
+        let mut encoded = encode_all(&new)?.into_iter();
         let tx = self.write_transaction()?;
         let table = self.table_for_write(ns)?;
         let mut outcomes = Vec::with_capacity(patches.len());
         for p in patches {
-            outcomes.push(self.patch_one(ns, &table, p)?);
+            let bytes = match p.ops.as_slice() {
+                [Op::Insert(_)] => encoded.next(),
+                _ => None,
+            };
+            outcomes.push(self.patch_one(ns, &table, p, bytes)?);
         }
         tx.commit()?;
         Ok(outcomes)
