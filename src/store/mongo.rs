@@ -1,10 +1,16 @@
 //! The production store: MongoDB through the official driver (sync API).
 //!
-//! Reads stream through a server cursor in batches. Every write goes through
-//! the driver's own API (`insert_many`, `update_one`, `replace_one`,
+//! Reads stream through a server cursor in batches. Writes go through the
+//! driver's own API (`insert_many`, `update_one`, `replace_one`,
 //! `delete_one` …), so the write concern and retryable writes of the store
-//! URL apply, and a `writeConcernError` is an error. Per-document writes run
-//! on a few threads at once. Transient failures (a dropped connection, a
+//! URL apply, and a `writeConcernError` is an error; new drawers go in
+//! `insert_many` batches (unordered, an outcome per document). The one
+//! exception is `update_fields` (the plan stamps): an `update` command of
+//! many statements through `run_command`, carrying the URL's write concern
+//! itself and reading `writeErrors` and `writeConcernError` from the reply;
+//! its statements only set values, so sending it again after a transient
+//! failure is safe. Guarded per-document patches run on a few threads at
+//! once. Transient failures (a dropped connection, a
 //! timeout, a retryable error code) are retried with exponential backoff a
 //! bounded number of times; every write is safe to repeat. Nothing here
 //! needs a replica set (no transactions, no change streams) or server-side
@@ -26,8 +32,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// `_id`s per `delete` statement.
+/// `_id`s per `delete` statement, and statements per `update` command.
 const CHUNK_DOCS: usize = 1000;
+/// Bytes of statements per `update` command (MongoDB takes 48 MB messages).
+const CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// Per-document writes in flight at once.
 const WORKERS: usize = 8;
 /// A statement may exceed the document limit by this much (MongoDB's
@@ -48,6 +56,9 @@ const RETRYABLE_CODES: [i32; 13] = [
 pub struct MongoStore {
     client: Client,
     url: String,
+    /// The URL's write concern as a command field, for the writes sent as
+    /// commands of many statements (the driver adds it to its own).
+    write_concern: Option<Document>,
 }
 
 impl MongoStore {
@@ -65,6 +76,11 @@ impl MongoStore {
             .server_selection_timeout
             .get_or_insert(DEFAULT_SERVER_SELECTION_TIMEOUT);
         let hosts: Vec<String> = options.hosts.iter().map(ToString::to_string).collect();
+        let write_concern = options
+            .write_concern
+            .as_ref()
+            .and_then(|w| bson::to_document(w).ok())
+            .filter(|w| !w.is_empty());
         let client = Client::with_options(options).map_err(|e| mongo_error(e, url))?;
         client
             .database("admin")
@@ -74,6 +90,7 @@ impl MongoStore {
         Ok(MongoStore {
             client,
             url: url.to_string(),
+            write_concern,
         })
     }
 
@@ -171,6 +188,135 @@ impl MongoStore {
         }
         specs.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(specs)
+    }
+
+    /// New drawers (patches that are one insert) in `insert` commands of
+    /// many documents, unordered, through the driver (its write concern and
+    /// retryable writes apply). Each document's outcome comes from its own
+    /// write error: a duplicate `_id` is a conflict, unless this was a retry
+    /// and the stored document is exactly ours (the first attempt ran but its
+    /// reply was lost); another duplicate key is refused, naming the index.
+    fn insert_new(
+        &self,
+        ns: &Ns,
+        patches: &[Patch],
+        which: &[usize],
+    ) -> StoreResult<Vec<(usize, Outcome)>> {
+        let mut out = Vec::with_capacity(which.len());
+        let mut docs: Vec<(usize, &Document)> = Vec::with_capacity(which.len());
+        for &i in which {
+            if let [Op::Insert(doc)] = patches[i].ops.as_slice() {
+                match too_large(ns, doc) {
+                    Some(too_big) => out.push((i, Outcome::Refused(too_big))),
+                    None => docs.push((i, doc)),
+                }
+            }
+        }
+        if docs.is_empty() {
+            return Ok(out);
+        }
+        let coll = self.coll(ns);
+        let attempts = std::cell::Cell::new(0);
+        let result = self.retrying("insert", || {
+            attempts.set(attempts.get() + 1);
+            coll.insert_many(docs.iter().map(|(_, d)| *d))
+                .ordered(false)
+                .run()
+        });
+        let mut failed: std::collections::HashMap<usize, (i32, String)> = Default::default();
+        if let Err(e) = result {
+            let ErrorKind::InsertMany(failure) = e.kind.as_ref() else {
+                return Err(mongo_error(e, &self.url));
+            };
+            if let Some(w) = &failure.write_concern_error {
+                return Err(StoreError::WriteConcern {
+                    ns: ns.to_string(),
+                    message: format!("{} (code {})", redact_text(&w.message), w.code),
+                });
+            }
+            for w in failure.write_errors.iter().flatten() {
+                failed.insert(w.index, (w.code, w.message.clone()));
+            }
+        }
+        let mut retried_ids = Vec::new();
+        for (k, (i, doc)) in docs.iter().enumerate() {
+            let id = &patches[*i].id;
+            let outcome = match failed.remove(&k) {
+                None => Outcome::Applied,
+                Some((DUPLICATE_KEY, message)) => match duplicate_key(ns, &message) {
+                    StoreError::DuplicateKey { index, .. } if index == "_id_" => {
+                        if attempts.get() > 1 {
+                            retried_ids.push((*i, *doc));
+                            continue;
+                        }
+                        Outcome::Conflict
+                    }
+                    refusal => Outcome::Refused(refusal),
+                },
+                Some((code, message)) => Outcome::Refused(refused(
+                    ns,
+                    id,
+                    format!("{} (code {code})", redact_text(&message)),
+                )),
+            };
+            out.push((*i, outcome));
+        }
+        if !retried_ids.is_empty() {
+            let ids: Vec<Bson> = retried_ids.iter().map(|(i, _)| patches[*i].id.clone()).collect();
+            let stored = self.get_many(ns, &ids)?;
+            for (i, doc) in retried_ids {
+                let ours = stored.iter().any(|s| same_bytes(s, doc));
+                out.push((i, if ours { Outcome::Applied } else { Outcome::Conflict }));
+            }
+        }
+        Ok(out)
+    }
+
+    /// One `update` command of many statements (each `_id` and its change),
+    /// unordered, carrying the URL's write concern: a `writeConcernError` or
+    /// a statement's write error stops the call, naming the document. Safe to
+    /// send again after a transient failure (each statement sets values).
+    /// Returns how many documents matched.
+    fn update_command(&self, ns: &Ns, statements: &[(&Bson, Document)]) -> StoreResult<u64> {
+        if statements.is_empty() {
+            return Ok(0);
+        }
+        let updates: Vec<Bson> = statements
+            .iter()
+            .map(|(id, change)| Bson::Document(doc! { "q": { "_id": (*id).clone() }, "u": change.clone() }))
+            .collect();
+        let mut command = doc! { "update": &ns.coll, "updates": updates, "ordered": false };
+        if let Some(w) = &self.write_concern {
+            command.insert("writeConcern", w.clone());
+        }
+        let db = self.client.database(&ns.db);
+        let reply = self
+            .retrying("update", || db.run_command(command.clone()).run())
+            .map_err(|e| mongo_error(e, &self.url))?;
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            if let Some(w) = errors.iter().filter_map(Bson::as_document).next() {
+                let code = reply_int(w, "code");
+                let message = w.get_str("errmsg").unwrap_or_default();
+                let index = usize::try_from(reply_int(w, "index")).unwrap_or(0);
+                let id = statements.get(index).map_or(&Bson::Null, |(id, _)| *id);
+                return Err(if code == i64::from(DUPLICATE_KEY) {
+                    duplicate_key(ns, message)
+                } else {
+                    refused(ns, id, format!("{} (code {code})", redact_text(message)))
+                });
+            }
+        }
+        if let Ok(w) = reply.get_document("writeConcernError") {
+            return Err(StoreError::WriteConcern {
+                ns: ns.to_string(),
+                message: format!(
+                    "{} (code {})",
+                    redact_text(w.get_str("errmsg").unwrap_or_default()),
+                    reply_int(w, "code")
+                ),
+            });
+        }
+        Ok(u64::try_from(reply_int(&reply, "n")).unwrap_or(0))
     }
 
     /// Runs one patch, operation by operation, until one does not apply.
@@ -290,6 +436,7 @@ impl Store for MongoStore {
         Some(Box::new(MongoStore {
             client: self.client.clone(),
             url: self.url.clone(),
+            write_concern: self.write_concern.clone(),
         }))
     }
 
@@ -438,35 +585,41 @@ impl Store for MongoStore {
     }
 
     fn patch_many(&self, ns: &Ns, patches: &[Patch]) -> StoreResult<Vec<Outcome>> {
-        self.in_parallel(patches, |p| self.patch_one(ns, p))
+        let is_new = |p: &Patch| matches!(p.ops.as_slice(), [Op::Insert(_)]);
+        let mut outcomes: Vec<Option<Outcome>> = patches.iter().map(|_| None).collect();
+        let new: Vec<usize> = (0..patches.len()).filter(|&i| is_new(&patches[i])).collect();
+        for (i, outcome) in self.insert_new(ns, patches, &new)? {
+            outcomes[i] = Some(outcome);
+        }
+        let rest: Vec<&Patch> = patches.iter().filter(|p| !is_new(p)).collect();
+        let mut done = self.in_parallel(&rest, |p| self.patch_one(ns, p))?.into_iter();
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.or_else(|| done.next()).unwrap_or(Outcome::Conflict))
+            .collect())
     }
 
     fn update_fields(&self, ns: &Ns, updates: &[FieldUpdate]) -> StoreResult<u64> {
-        let coll = self.coll(ns);
-        let matched = self.in_parallel(updates, |u| {
-            let mut change = Document::new();
-            if !u.set.is_empty() {
-                change.insert("$set", u.set.clone());
+        let statements: Vec<(&Bson, Document)> = updates
+            .iter()
+            .filter_map(|u| Some((&u.id, field_change(u)?)))
+            .collect();
+        let mut matched = 0;
+        let mut start = 0;
+        while start < statements.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < statements.len()
+                && end - start < CHUNK_DOCS
+                && (end == start || bytes < CHUNK_BYTES)
+            {
+                bytes += crate::encoded::doc_len(&statements[end].1).unwrap_or(0);
+                end += 1;
             }
-            if !u.unset.is_empty() {
-                let unset: Document = u
-                    .unset
-                    .iter()
-                    .map(|k| (k.clone(), Bson::String(String::new())))
-                    .collect();
-                change.insert("$unset", unset);
-            }
-            if change.is_empty() {
-                return Ok(0);
-            }
-            self.retrying("update", || {
-                coll.update_one(doc! { "_id": u.id.clone() }, change.clone())
-                    .run()
-            })
-            .map(|r| r.matched_count)
-            .map_err(|e| self.write_error(ns, &u.id, e))
-        })?;
-        Ok(matched.iter().sum())
+            matched += self.update_command(ns, &statements[start..end])?;
+            start = end;
+        }
+        Ok(matched)
     }
 
     fn delete_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<u64> {
@@ -749,6 +902,33 @@ fn position_key(order: &Order, doc: &Document) -> (Vec<u8>, Vec<u8>) {
         Order::ByField(path) => sort_key(value_at_path(doc, path)),
     };
     (field, sort_key(doc.get("_id")))
+}
+
+/// `$set` / `$unset` of a field update, `None` when it changes nothing.
+fn field_change(u: &FieldUpdate) -> Option<Document> {
+    let mut change = Document::new();
+    if !u.set.is_empty() {
+        change.insert("$set", u.set.clone());
+    }
+    if !u.unset.is_empty() {
+        let unset: Document = u
+            .unset
+            .iter()
+            .map(|k| (k.clone(), Bson::String(String::new())))
+            .collect();
+        change.insert("$unset", unset);
+    }
+    (!change.is_empty()).then_some(change)
+}
+
+/// An integer field of a server reply, whichever integer type it came as.
+fn reply_int(reply: &Document, field: &str) -> i64 {
+    match reply.get(field) {
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Int64(n)) => *n,
+        Some(Bson::Double(n)) => *n as i64,
+        _ => 0,
+    }
 }
 
 fn same_bytes(a: &Document, b: &Document) -> bool {
