@@ -9,6 +9,7 @@ pub mod diff;
 pub mod migrate;
 pub mod partitions;
 pub mod validate;
+mod warnings;
 
 use crate::backup;
 use crate::config::{own, Config};

@@ -14,6 +14,7 @@ use super::compare::{
     compare_user, differing_paths, render_id, render_path, source_of, unexplained_entries, Family,
     Finding, Source as Origin, Step,
 };
+use super::warnings::WarningLog;
 use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, LegacyKind, LegacyUser};
 use crate::engine::merge::{home_partition, Group, PerUser, Source};
@@ -28,6 +29,7 @@ use bson::{Bson, Document};
 use chrono::Utc;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::iter::Peekable;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +37,8 @@ use std::path::{Path, PathBuf};
 const LISTED: usize = 200;
 /// Users whose quarantine records are looked up in one read.
 const BATCH: usize = 500;
+/// Users checked together on all cores (a divisor of `BATCH`).
+const CHUNK: usize = 100;
 
 /// Minimum match rates, from the plan (section 6): questionnaires and
 /// follow-ups 95 %, plans 90 %.
@@ -94,7 +98,7 @@ struct Findings {
     drawers_invalid_listed: Vec<Value>,
     unexplained_drawers: u64,
     unexplained_listed: Vec<Value>,
-    warnings: Vec<Value>,
+    warnings: WarningLog,
     /// Legacy documents of users outside the partition validated.
     legacy_elsewhere: u64,
 }
@@ -139,6 +143,7 @@ pub fn validate(
             return Err(e);
         }
     };
+    let mut findings = findings;
     let mut report = report_json(store, config, &findings, &opts.thresholds, passed, now);
     report["partition"] = json!(opts.partition.map(|(i, n)| format!("{i}/{n}")));
     // The verdict is recorded before any report is written, so a store that
@@ -148,11 +153,17 @@ pub fn validate(
         if passed { "passed" } else { "failed" },
         Some(summary(&report, passed)),
     )?;
-    let paths = write_reports(&opts.report_dir, &report, now, &run_id)?;
-    let text = render_text(&findings, &opts.thresholds, passed, &paths, opts);
+    let paths = write_reports(
+        &opts.report_dir,
+        &mut report,
+        &mut findings.warnings,
+        now,
+        &run_id,
+    )?;
+    let text = render_text(&mut findings, &opts.thresholds, passed, &paths, opts)?;
     let mut json = report;
-    if !opts.list_warnings {
-        json["warnings"].as_object_mut().map(|w| w.remove("listed"));
+    if opts.list_warnings {
+        json["warnings"]["listed"] = Value::Array(findings.warnings.all().map_err(spool_error)?);
     }
     let output = Output { text, json };
     if passed {
@@ -258,40 +269,59 @@ fn check_all(
         opts.partition
             .is_none_or(|(i, n)| home_partition(user_id.unwrap_or(&Bson::Null), n) == i)
     };
+    let mut chunk: Vec<Item> = Vec::with_capacity(CHUNK);
     for group in PerUser::open(store, sources.each_ref(), 1000, None)? {
         let group = group?;
         let uid = group.user_id.as_str().filter(|u| !u.trim().is_empty());
         let stored = drawers.claim(uid, &mut |d| {
             if mine(d.get("user_id")) {
-                orphan(store, config, &mut f, &d)?;
+                let archived = archived_of(store, config, Some(&d))?;
+                chunk.push(Item::Orphan(d, archived));
             }
             Ok(())
         })?;
         users += 1;
+        if mine(Some(&group.user_id)) {
+            let archived = archived_of(store, config, stored.as_ref())?;
+            chunk.push(Item::User(Box::new(group), stored, archived));
+        } else {
+            f.legacy_elsewhere += group.len() as u64;
+        }
+        if chunk.len() >= CHUNK {
+            check_chunk(
+                config,
+                &build,
+                std::mem::take(&mut chunk),
+                &mut wanted,
+                &mut f,
+            )?;
+        }
         if users % BATCH == 0 {
+            check_chunk(
+                config,
+                &build,
+                std::mem::take(&mut chunk),
+                &mut wanted,
+                &mut f,
+            )?;
             account_quarantine(store, config, std::mem::take(&mut wanted), &mut f)?;
             // A validation of a large store outlives one lease otherwise.
             run.renew()?;
         }
-        if !mine(Some(&group.user_id)) {
-            f.legacy_elsewhere += group.len() as u64;
-            continue;
-        }
-        check_user(
-            store,
-            config,
-            &build,
-            &group,
-            stored.as_ref(),
-            &mut wanted,
-            &mut f,
-        )?;
     }
+    check_chunk(config, &build, chunk, &mut wanted, &mut f)?;
     account_quarantine(store, config, wanted, &mut f)?;
     for d in drawers.stream {
         let d = d?;
         if mine(d.get("user_id")) {
-            orphan(store, config, &mut f, &d)?;
+            let archived = archived_of(store, config, Some(&d))?;
+            check_chunk(
+                config,
+                &build,
+                vec![Item::Orphan(d, archived)],
+                &mut Vec::new(),
+                &mut f,
+            )?;
         }
     }
     let passed = verdict(&f, &opts.thresholds);
@@ -316,45 +346,147 @@ fn rate(r: &Rate) -> Option<f64> {
     (r.documents > 0).then(|| r.matched as f64 / r.documents as f64)
 }
 
-/// Everything about one user: their documents against their drawer.
-fn check_user(
-    store: &dyn Store,
+/// What the validation reads for one user (or one drawer no user claims):
+/// the store's part is done when it is queued, the rest is pure.
+enum Item {
+    /// A user's documents, their stored drawer and its archived snapshots.
+    User(Box<Group>, Option<Document>, Vec<Document>),
+    /// A drawer no user claims, and its archived snapshots.
+    Orphan(Document, Vec<Document>),
+}
+
+/// What checking one item found, to be counted in order.
+struct Checked {
+    legacy_documents: u64,
+    wanted: Vec<(LegacyKind, String, String)>,
+    drawer: Option<(Document, Vec<String>)>,
+    orphan: bool,
+    user_id: String,
+    findings: Vec<Finding>,
+}
+
+/// Checks a chunk of users on all cores (the checks are pure and were the
+/// whole of a validation's time), then counts what they found in the
+/// order they came, so the reports read as a one-thread run's.
+fn check_chunk(
     config: &Config,
     build: &BuildOptions,
-    group: &Group,
-    stored: Option<&Document>,
+    chunk: Vec<Item>,
     wanted: &mut Vec<(LegacyKind, String, String)>,
     f: &mut Findings,
 ) -> CommandResult<()> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let check = |item: Item| check_item(config, build, item);
+    let checked: Vec<Checked> = if threads < 2 || chunk.len() < 2 * threads {
+        chunk.into_iter().map(check).collect()
+    } else {
+        let per = chunk.len().div_ceil(threads);
+        let mut parts: Vec<Vec<Item>> = Vec::new();
+        let mut items = chunk.into_iter().peekable();
+        while items.peek().is_some() {
+            parts.push(items.by_ref().take(per).collect());
+        }
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = parts
+                .into_iter()
+                .map(|part| scope.spawn(move || part.into_iter().map(check).collect::<Vec<_>>()))
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| {
+                    w.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    };
+    for c in checked {
+        f.legacy_documents += c.legacy_documents;
+        wanted.extend(c.wanted);
+        if let Some((d, errors)) = c.drawer {
+            if c.orphan {
+                f.unexplained_drawers += 1;
+                if f.unexplained_listed.len() < LISTED {
+                    f.unexplained_listed.push(json!({
+                        "drawer_id": d.get("_id").map(render_id).unwrap_or_default(),
+                        "user_id": d.get("user_id").map(render_id).unwrap_or_default(),
+                    }));
+                }
+            }
+            f.drawers_checked += 1;
+            let drawer_id = d.get("_id").map(render_id).unwrap_or_default();
+            f.invalid(&drawer_id, errors);
+            collect_warnings(f, &d)?;
+        }
+        for finding in c.findings {
+            tally(f, &c.user_id, finding);
+        }
+    }
+    Ok(())
+}
+
+fn check_item(config: &Config, build: &BuildOptions, item: Item) -> Checked {
+    match item {
+        Item::Orphan(d, archived) => {
+            let errors = drawer_errors(&d, &archived, Vec::new());
+            Checked {
+                legacy_documents: 0,
+                wanted: Vec::new(),
+                drawer: Some((d, errors)),
+                orphan: true,
+                user_id: String::new(),
+                findings: Vec::new(),
+            }
+        }
+        Item::User(group, stored, archived) => check_user(config, build, &group, stored, &archived),
+    }
+}
+
+/// Everything about one user: their documents against their drawer.
+fn check_user(
+    config: &Config,
+    build: &BuildOptions,
+    group: &Group,
+    stored: Option<Document>,
+    archived: &[Document],
+) -> Checked {
     let (user, bad) = split(config, group);
-    f.legacy_documents += group.len() as u64;
-    wanted.extend(bad);
+    let mut checked = Checked {
+        legacy_documents: group.len() as u64,
+        wanted: bad,
+        drawer: None,
+        orphan: false,
+        user_id: String::new(),
+        findings: Vec::new(),
+    };
     let all: Vec<(LegacyKind, &Document)> = Source::ALL
         .iter()
         .flat_map(|s| group.of(*s).iter().map(move |d| (s.kind(), d)))
         .collect();
     let Some(user) = user else {
         if let Some(d) = stored {
-            let unexplained = unexplained_entries(&all, d);
-            check_drawer(store, config, f, d, unexplained)?;
+            let unexplained = unexplained_entries(&all, &d);
+            let errors = drawer_errors(&d, archived, unexplained);
+            checked.drawer = Some((d, errors));
         }
-        return Ok(());
+        return checked;
     };
     let built = drawer::build(&user, None, build);
     let skip: Vec<Bson> = built.quarantine.iter().map(|q| q.id.clone()).collect();
     for q in &built.quarantine {
-        wanted.push((
+        checked.wanted.push((
             q.kind,
             config.quarantine_id(q.kind, &q.id),
             render_id(&q.id),
         ));
     }
-    let archived = archived_of(store, config, stored)?;
     let refs: Vec<(LegacyKind, &Document)> = user.documents().collect();
-    let mut findings = compare_user(&refs, &built.drawer, stored, &archived, &skip);
+    let mut findings = compare_user(&refs, &built.drawer, stored.as_ref(), archived, &skip);
     if let Some(d) = stored {
         let mut errors = Vec::new();
-        for (path, origin) in derived_differences(&user, d, build) {
+        for (path, origin) in derived_differences(&user, &d, build) {
             let finding = match &origin {
                 Origin::Document(kind, key) => findings
                     .iter_mut()
@@ -367,15 +499,15 @@ fn check_user(
                 None => errors.push(format!("{path}: not what the legacy documents give")),
             }
         }
-        for entry in unexplained_entries(&all, d) {
+        for entry in unexplained_entries(&all, &d) {
             errors.push(format!("{entry}: no legacy document explains it"));
         }
-        check_drawer(store, config, f, d, errors)?;
+        let errors = drawer_errors(&d, archived, errors);
+        checked.drawer = Some((d, errors));
     }
-    for finding in findings {
-        tally(f, &user.user_id, finding);
-    }
-    Ok(())
+    checked.user_id = user.user_id.clone();
+    checked.findings = findings;
+    checked
 }
 
 /// Whether a finding's rendered id is the document with this id key.
@@ -428,38 +560,16 @@ fn derived_differences(
         .collect()
 }
 
-/// A drawer no legacy document explains: checked like any other, and listed.
-fn orphan(store: &dyn Store, config: &Config, f: &mut Findings, d: &Document) -> CommandResult<()> {
-    f.unexplained_drawers += 1;
-    if f.unexplained_listed.len() < LISTED {
-        f.unexplained_listed.push(json!({
-            "drawer_id": d.get("_id").map(render_id).unwrap_or_default(),
-            "user_id": d.get("user_id").map(render_id).unwrap_or_default(),
-        }));
-    }
-    check_drawer(store, config, f, d, Vec::new())
-}
-
 /// The validator and the size limit on one stored drawer (and its archived
-/// snapshots), plus the `errors` the caller found; its warnings go to the
-/// listing.
-fn check_drawer(
-    store: &dyn Store,
-    config: &Config,
-    f: &mut Findings,
-    d: &Document,
-    mut errors: Vec<String>,
-) -> CommandResult<()> {
-    f.drawers_checked += 1;
-    let drawer_id = d.get("_id").map(render_id).unwrap_or_default();
-    let archived = archived_of(store, config, Some(d))?;
+/// snapshots), after the `errors` the caller found.
+fn drawer_errors(d: &Document, archived: &[Document], mut errors: Vec<String>) -> Vec<String> {
     let ids: Vec<String> = archived
         .iter()
         .filter_map(|a| a.get_str("snapshot_id").ok().map(str::to_string))
         .collect();
     errors.extend(drawer::validate(d, &ids).iter().map(ToString::to_string));
-    for doc in std::iter::once(d).chain(&archived) {
-        let bytes = bson::to_vec(doc).map(|b| b.len()).unwrap_or(usize::MAX);
+    for doc in std::iter::once(d).chain(archived) {
+        let bytes = crate::encoded::doc_len(doc).unwrap_or(usize::MAX);
         if bytes > MAX_DOCUMENT_BYTES {
             errors.push(format!(
                 "{}: {bytes} bytes, over MongoDB's 16 MiB ({MAX_DOCUMENT_BYTES} bytes) document limit",
@@ -467,25 +577,30 @@ fn check_drawer(
             ));
         }
     }
-    f.invalid(&drawer_id, errors);
-    collect_warnings(f, d);
-    Ok(())
+    errors
 }
 
 /// The per-document warnings the migration recorded in the drawer: user,
 /// kind, field path and document id, never a value.
-fn collect_warnings(f: &mut Findings, d: &Document) {
+fn collect_warnings(f: &mut Findings, d: &Document) -> CommandResult<()> {
     let user_id = d.get("user_id").map(render_id).unwrap_or_default();
     if let Some(Bson::Array(list)) = value_at_path(d, "meta.migration.warnings") {
         for w in list.iter().filter_map(Bson::as_document) {
-            f.warnings.push(json!({
-                "user_id": user_id,
-                "kind": w.get_str("kind").unwrap_or_default(),
-                "field": w.get_str("field").unwrap_or_default(),
-                "document": w.get_str("source_id").unwrap_or_default(),
-            }));
+            f.warnings
+                .push(&json!({
+                    "user_id": user_id,
+                    "kind": w.get_str("kind").unwrap_or_default(),
+                    "field": w.get_str("field").unwrap_or_default(),
+                    "document": w.get_str("source_id").unwrap_or_default(),
+                }))
+                .map_err(spool_error)?;
         }
     }
+    Ok(())
+}
+
+fn spool_error(e: std::io::Error) -> CommandError {
+    CommandError::io("spooling the warnings to a temporary file".to_string())(e)
 }
 
 /// A user's documents that pass triage (`None` when none do or there is no
@@ -602,12 +717,6 @@ fn report_json(
             }))
         })
         .collect();
-    let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
-    for w in &f.warnings {
-        *by_kind
-            .entry(w["kind"].as_str().unwrap_or_default().to_string())
-            .or_default() += 1;
-    }
     json!({
         "generated_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "store": store.describe(),
@@ -629,15 +738,17 @@ fn report_json(
             "unexplained": f.unexplained_drawers,
             "unexplained_listed": f.unexplained_listed,
         },
-        "warnings": { "count": f.warnings.len(), "by_kind": by_kind, "listed": f.warnings },
+        "warnings": { "count": f.warnings.count(), "by_kind": f.warnings.by_kind() },
     })
 }
 
 /// Writes `validate-<time>-<run>.json` and `.md`; never replaces a file, so
 /// two validations in the same second keep both reports.
+/// The warnings are streamed from their spool into both files.
 fn write_reports(
     dir: &Path,
-    report: &Value,
+    report: &mut Value,
+    warnings: &mut WarningLog,
     now: chrono::DateTime<Utc>,
     run_id: &str,
 ) -> CommandResult<(PathBuf, PathBuf)> {
@@ -647,15 +758,49 @@ fn write_reports(
     let stem = format!("validate-{}-{run}", now.format("%Y%m%dT%H%M%SZ"));
     let json_path = dir.join(format!("{stem}.json"));
     let md_path = dir.join(format!("{stem}.md"));
+    // The listing goes where this marker lands in the pretty-printed report.
+    const MARKER: &str = "\u{1}listed\u{1}";
+    report["warnings"]["listed"] = json!(MARKER);
     let pretty = serde_json::to_string_pretty(report).unwrap_or_else(|_| report.to_string());
-    write_new(&json_path, pretty.as_bytes())?;
-    write_new(&md_path, markdown(report).as_bytes())?;
+    if let Some(w) = report["warnings"].as_object_mut() {
+        w.remove("listed");
+    }
+    let marker = serde_json::to_string(MARKER).unwrap_or_default();
+    let (head, tail) = pretty.rsplit_once(&marker).unwrap_or((&pretty, ""));
+    write_new(&json_path, |out| {
+        out.write_all(head.as_bytes())?;
+        let mut first = true;
+        out.write_all(b"[")?;
+        warnings.each(|w| {
+            out.write_all(if first { b"\n        " } else { b",\n        " })?;
+            first = false;
+            serde_json::to_writer(&mut *out, &w)?;
+            Ok(())
+        })?;
+        out.write_all(if first { b"]" } else { b"\n      ]" })?;
+        out.write_all(tail.as_bytes())
+    })?;
+    write_new(&md_path, |out| {
+        out.write_all(markdown(report).as_bytes())?;
+        warnings.each(|item| {
+            writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                item["user_id"].as_str().unwrap_or(""),
+                item["kind"].as_str().unwrap_or(""),
+                item["field"].as_str().unwrap_or(""),
+                item["document"].as_str().unwrap_or(""),
+            )
+        })
+    })?;
     Ok((json_path, md_path))
 }
 
-/// Creates an owner-only file that must not exist yet.
-fn write_new(path: &Path, bytes: &[u8]) -> CommandResult<()> {
-    use std::io::Write;
+/// Creates an owner-only file that must not exist yet, and writes it.
+fn write_new(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,
+) -> CommandResult<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -663,7 +808,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> CommandResult<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(crate::private::FILE_MODE);
     }
-    let mut file = options
+    let file = options
         .open(path)
         .map_err(CommandError::io(format!("creating {}", path.display())))?;
     #[cfg(unix)]
@@ -673,7 +818,9 @@ fn write_new(path: &Path, bytes: &[u8]) -> CommandResult<()> {
         file.set_permissions(owner_only)
             .map_err(CommandError::io(format!("creating {}", path.display())))?;
     }
-    file.write_all(bytes)
+    let mut out = std::io::BufWriter::new(&file);
+    write(&mut out)
+        .and_then(|_| out.flush())
         .and_then(|_| file.sync_all())
         .map_err(CommandError::io(format!("writing {}", path.display())))
 }
@@ -765,15 +912,6 @@ fn markdown(report: &Value) -> String {
         "\n## Warnings recorded by the migration\n\n{} in all (ids and field paths only).\n\n| user | kind | field | document |\n|---|---|---|---|\n",
         w["count"]
     ));
-    for item in w["listed"].as_array().into_iter().flatten() {
-        md.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
-            item["user_id"].as_str().unwrap_or(""),
-            item["kind"].as_str().unwrap_or(""),
-            item["field"].as_str().unwrap_or(""),
-            item["document"].as_str().unwrap_or(""),
-        ));
-    }
     md
 }
 
@@ -791,12 +929,12 @@ fn summary(report: &Value, passed: bool) -> Document {
 }
 
 fn render_text(
-    f: &Findings,
+    f: &mut Findings,
     t: &Thresholds,
     passed: bool,
     paths: &(PathBuf, PathBuf),
     opts: &ValidateOptions,
-) -> String {
+) -> CommandResult<String> {
     let mut rows = vec![vec![
         "type".to_string(),
         "documents".into(),
@@ -868,33 +1006,31 @@ fn render_text(
             item["user_id"].as_str().unwrap_or("")
         ));
     }
-    text.push_str(&warnings_text(&f.warnings, opts.list_warnings));
+    text.push_str(&warnings_text(&mut f.warnings, opts.list_warnings)?);
     text.push_str(&format!(
         "  report: {} and {}\n",
         paths.0.display(),
         paths.1.display()
     ));
-    text
+    Ok(text)
 }
 
 /// Counts by kind, or with `--warnings` one line per warning.
-fn warnings_text(warnings: &[Value], list: bool) -> String {
-    if warnings.is_empty() {
-        return "  no warnings recorded by the migration\n".into();
+fn warnings_text(warnings: &mut WarningLog, list: bool) -> CommandResult<String> {
+    if warnings.count() == 0 {
+        return Ok("  no warnings recorded by the migration\n".into());
     }
     if !list {
-        let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
-        for w in warnings {
-            *by_kind
-                .entry(w["kind"].as_str().unwrap_or_default())
-                .or_default() += 1;
-        }
-        let counts: Vec<String> = by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        return format!(
+        let counts: Vec<String> = warnings
+            .by_kind()
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        return Ok(format!(
             "  {} warnings recorded by the migration ({}): `edn-migrate phase2 validate --warnings` lists each\n",
-            warnings.len(),
+            warnings.count(),
             counts.join(", ")
-        );
+        ));
     }
     let mut rows = vec![vec![
         "user".to_string(),
@@ -902,7 +1038,7 @@ fn warnings_text(warnings: &[Value], list: bool) -> String {
         "field".into(),
         "document".into(),
     ]];
-    for w in warnings {
+    for w in warnings.all().map_err(spool_error)? {
         rows.push(
             ["user_id", "kind", "field", "document"]
                 .iter()
@@ -910,11 +1046,11 @@ fn warnings_text(warnings: &[Value], list: bool) -> String {
                 .collect(),
         );
     }
-    format!(
+    Ok(format!(
         "  {} warnings recorded by the migration:\n{}",
-        warnings.len(),
+        warnings.count(),
         table(&rows)
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -927,14 +1063,78 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T13:15:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let report = json!({ "passed": true });
-        let a = write_reports(dir.path(), &report, now, "run-20261123T131500Z-aaaaaa").unwrap();
-        let b = write_reports(dir.path(), &report, now, "run-20261123T131500Z-bbbbbb").unwrap();
+        let mut report = json!({ "passed": true });
+        let mut log = WarningLog::default();
+        let a = write_reports(
+            dir.path(),
+            &mut report,
+            &mut log,
+            now,
+            "run-20261123T131500Z-aaaaaa",
+        )
+        .unwrap();
+        let b = write_reports(
+            dir.path(),
+            &mut report,
+            &mut log,
+            now,
+            "run-20261123T131500Z-bbbbbb",
+        )
+        .unwrap();
         assert_ne!(a.0, b.0);
         assert_ne!(a.1, b.1);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
         // The same run id twice is refused rather than overwritten.
-        assert!(write_reports(dir.path(), &report, now, "run-20261123T131500Z-aaaaaa").is_err());
+        assert!(write_reports(
+            dir.path(),
+            &mut report,
+            &mut log,
+            now,
+            "run-20261123T131500Z-aaaaaa"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_spooled_warnings_are_listed_in_both_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let mut report = json!({ "passed": true, "warnings": { "count": 3 }, "partition": null });
+        for listed in [0, 3] {
+            let mut log = WarningLog::default();
+            let warnings: Vec<Value> = (0..listed)
+                .map(|i| json!({ "user_id": format!("u{i}"), "kind": "unmapped_field", "field": format!("responses.k{i}"), "document": format!("s{i}") }))
+                .collect();
+            for w in &warnings {
+                log.push(w).unwrap();
+            }
+            let (json_path, md_path) = write_reports(
+                dir.path(),
+                &mut report,
+                &mut log,
+                now,
+                &format!("run-x-{listed}"),
+            )
+            .unwrap();
+            let written: Value =
+                serde_json::from_slice(&std::fs::read(json_path).unwrap()).unwrap();
+            assert_eq!(
+                written["warnings"]["listed"],
+                Value::Array(warnings.clone())
+            );
+            assert_eq!(written["warnings"]["count"], 3);
+            assert_eq!(written["partition"], Value::Null);
+            assert!(
+                report["warnings"].get("listed").is_none(),
+                "the report in memory stays without the listing"
+            );
+            let md = std::fs::read_to_string(md_path).unwrap();
+            for i in 0..listed {
+                assert!(md.contains(&format!(
+                    "| u{i} | unmapped_field | responses.k{i} | s{i} |"
+                )));
+            }
+        }
     }
 
     #[test]
