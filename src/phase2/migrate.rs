@@ -16,7 +16,7 @@ use crate::engine::plan::plan_write;
 use crate::error::{CommandError, CommandResult};
 use crate::run::record::{Checkpoint, Tally};
 use crate::run::Supervisor;
-use crate::store::patch::MAX_DOCUMENT_BYTES;
+use crate::store::patch::{Op, MAX_DOCUMENT_BYTES};
 use crate::store::{FieldUpdate, Ns, Outcome, Patch, Store, StoreError, StoreResult};
 use bson::{doc, Bson, Document};
 use indicatif::ProgressBar;
@@ -82,6 +82,7 @@ pub fn run_pass(
         started: Instant::now(),
         batches: 0,
         pending: Vec::new(),
+        dropper: None,
     };
     let mut consume = |group: Group| -> CommandResult<()> {
         progress.inc(group.len() as u64);
@@ -208,29 +209,57 @@ impl PendingDrawer {
 }
 
 /// A build and, when it changed the drawer and fits in a document, the
-/// patch that writes it (`None`: over 16 MiB).
+/// patch that writes it (`None`: over 16 MiB) and what it adds.
 struct Planned {
     built: Built,
     bytes: usize,
     patch: Option<Patch>,
+    snapshots: u64,
+    followups: u64,
 }
 
-/// Measures a changed drawer and plans its patch: pure, so it runs on the
-/// builder threads beside the build instead of on the writing thread.
-fn plan(built: Built, found: Option<&Document>) -> Planned {
-    if !built.changed {
-        return Planned {
-            built,
-            bytes: 0,
-            patch: None,
-        };
+/// Measures a changed drawer, counts what it adds and plans its patch:
+/// pure, so it runs on the builder threads beside the build instead of on
+/// the writing thread. A new drawer moves into its insert (no copy); the
+/// built drawer is then empty and the patch holds it.
+fn plan(mut built: Built, found: Option<&Document>) -> Planned {
+    let mut planned = Planned {
+        bytes: 0,
+        patch: None,
+        snapshots: 0,
+        followups: 0,
+        built: Built {
+            drawer: Document::new(),
+            ..built
+        },
+    };
+    if !planned.built.changed {
+        planned.built.drawer = std::mem::take(&mut built.drawer);
+        return planned;
     }
-    let bytes = crate::encoded::doc_len(&built.drawer).unwrap_or(usize::MAX);
-    let patch = (bytes <= MAX_DOCUMENT_BYTES).then(|| plan_write(found, &built.drawer));
-    Planned {
-        built,
-        bytes,
-        patch,
+    let drawer = std::mem::take(&mut built.drawer);
+    planned.bytes = crate::encoded::doc_len(&drawer).unwrap_or(usize::MAX);
+    planned.snapshots =
+        added(found, &drawer, "snapshots", "snapshot_id") + planned.built.archived.len() as u64;
+    planned.followups = added(found, &drawer, "followups", "followup_id");
+    if planned.bytes > MAX_DOCUMENT_BYTES {
+        planned.built.drawer = drawer;
+    } else if found.is_none() {
+        planned.patch = Some(Patch::insert(drawer));
+    } else {
+        planned.patch = Some(plan_write(found, &drawer));
+        planned.built.drawer = drawer;
+    }
+    planned
+}
+
+impl Planned {
+    /// The drawer as built, wherever it is now.
+    fn drawer(&self) -> &Document {
+        match self.patch.as_ref().map(|p| p.ops.as_slice()) {
+            Some([Op::Insert(doc)]) => doc,
+            _ => &self.built.drawer,
+        }
     }
 }
 
@@ -251,6 +280,8 @@ struct Batcher<'a> {
     started: Instant,
     batches: u64,
     pending: Vec<Group>,
+    /// The thread freeing the previous batch's documents.
+    dropper: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Batcher<'_> {
@@ -294,6 +325,7 @@ impl Batcher<'_> {
         }
         self.write_drawers(&users, &mut writes, &mut tally)?;
         self.write_side_effects(&mut writes, &mut tally)?;
+        self.discard((users, existing));
         self.result.tally.absorb(&tally);
         self.batches += 1;
         if let Some(last_user_id) = last_user {
@@ -309,6 +341,19 @@ impl Batcher<'_> {
             run.pause(wait)?;
         }
         Ok(())
+    }
+
+    /// Frees what a batch no longer needs on another thread (freeing the
+    /// batch's documents was a sixth of the writing thread's time), one
+    /// batch at a time so memory stays bounded.
+    fn discard<T: Send + 'static>(&mut self, garbage: T) {
+        if let Some(previous) = self.dropper.take() {
+            let _ = previous.join();
+        }
+        self.dropper = std::thread::Builder::new()
+            .name("discard".into())
+            .spawn(move || drop(garbage))
+            .ok();
     }
 
     /// Sends documents that fail triage to quarantine; the rest, per user.
@@ -362,7 +407,7 @@ impl Batcher<'_> {
         writes: &mut Writes,
         tally: &mut Tally,
     ) {
-        let Planned { built, bytes, patch } = planned;
+        let built = &planned.built;
         for w in &built.warnings {
             *tally
                 .warnings
@@ -389,7 +434,8 @@ impl Batcher<'_> {
             return;
         }
         let id = drawer::drawer_id(&user.user_id);
-        let Some(patch) = patch else {
+        if planned.patch.is_none() {
+            let bytes = planned.bytes;
             // Neither store takes it: say so and go on with the others; the
             // validation reports this user until the drawer is made smaller.
             tracing::error!(drawer_id = %id, bytes, "drawer over 16 MiB even after archiving: not written");
@@ -398,12 +444,21 @@ impl Batcher<'_> {
                 .entry("drawer_over_16_mib_not_written".into())
                 .or_default() += 1;
             return;
+        }
+        self.keep_sample(user, found, built.created, planned.drawer());
+        let Planned {
+            built,
+            patch: Some(patch),
+            snapshots,
+            followups,
+            ..
+        } = planned
+        else {
+            return;
         };
-        self.keep_sample(user, found, &built);
         writes.drawers.push(PendingDrawer {
-            snapshots: added(found, &built.drawer, "snapshots", "snapshot_id")
-                + built.archived.len() as u64,
-            followups: added(found, &built.drawer, "followups", "followup_id"),
+            snapshots,
+            followups,
             created: built.created,
             patch,
             id,
@@ -413,10 +468,16 @@ impl Batcher<'_> {
 
     /// Keeps a few sample diffs, preferring updates of existing drawers (the
     /// interesting case) over creations.
-    fn keep_sample(&mut self, user: &LegacyUser, found: Option<&Document>, built: &Built) {
+    fn keep_sample(
+        &mut self,
+        user: &LegacyUser,
+        found: Option<&Document>,
+        created: bool,
+        drawer: &Document,
+    ) {
         let samples = &mut self.result.samples;
         let full = samples.len() >= self.pass.samples;
-        let replace_a_creation = !built.created && samples.iter().all(|s| s.created);
+        let replace_a_creation = !created && samples.iter().all(|s| s.created);
         if self.pass.samples == 0 || (full && !replace_a_creation) {
             return;
         }
@@ -425,10 +486,10 @@ impl Batcher<'_> {
         }
         let sample = Sample {
             drawer_id: drawer::drawer_id(&user.user_id),
-            created: built.created,
-            changes: diff_paths(found, &built.drawer),
+            created,
+            changes: diff_paths(found, drawer),
         };
-        if built.created {
+        if created {
             samples.push(sample);
         } else {
             samples.insert(0, sample);
@@ -450,16 +511,17 @@ impl Batcher<'_> {
         let mut refused = Vec::new();
         for attempt in 0..=MAX_RETRIES {
             self.write_archive(writes, tally)?;
-            let (patches, pending): (Vec<Patch>, Vec<Written>) = std::mem::take(&mut writes.drawers)
-                .into_iter()
-                .map(PendingDrawer::split)
-                .unzip();
+            let (patches, pending): (Vec<Patch>, Vec<Written>) =
+                std::mem::take(&mut writes.drawers)
+                    .into_iter()
+                    .map(PendingDrawer::split)
+                    .unzip();
             let outcomes = if self.pass.dry_run || patches.is_empty() {
                 patches.iter().map(|_| Outcome::Applied).collect()
             } else {
                 self.store.patch_many(&ns, &patches)?
             };
-            drop(patches);
+            self.discard(patches);
             let mut lost = Vec::new();
             for (p, outcome) in pending.into_iter().zip(outcomes) {
                 match outcome {
