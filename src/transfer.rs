@@ -161,7 +161,7 @@ fn check_file(path: &Path) -> Result<(), String> {
             continue;
         }
         let doc = extjson::parse_line(&line).map_err(|e| format!("{at}: {e}"))?;
-        let bytes = bson::to_vec(&doc).map(|b| b.len()).unwrap_or(usize::MAX);
+        let bytes = crate::encoded::doc_len(&doc).unwrap_or(usize::MAX);
         if bytes > MAX_DOCUMENT_BYTES {
             return Err(format!(
                 "{at}: the document is {bytes} bytes as BSON, over MongoDB's 16 MiB limit ({MAX_DOCUMENT_BYTES} bytes); split or trim it"

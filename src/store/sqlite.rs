@@ -158,13 +158,15 @@ impl SqliteStore {
         }
     }
 
+    /// Up to `limit` documents after `after`, and whether the page stopped
+    /// early at `PAGE_BYTES` (the scan is then not done).
     fn fetch_page(
         &self,
         table: &str,
         order: &Order,
         after: Option<&(Vec<u8>, Vec<u8>)>,
         limit: u32,
-    ) -> StoreResult<Vec<PageRow>> {
+    ) -> StoreResult<(Vec<PageRow>, bool)> {
         let field = match order {
             Order::ById => "x''".to_string(),
             Order::ByField(path) => format!("edn_key(doc, {})", sql_literal(path)),
@@ -191,11 +193,16 @@ impl SqliteStore {
             ))
         })?;
         let mut page = Vec::new();
+        let mut bytes = 0;
         for row in rows {
             let (f, k, blob) = row?;
+            bytes += blob.len();
             page.push((f, k, decode(&blob)?));
+            if bytes >= PAGE_BYTES {
+                return Ok((page, true));
+            }
         }
-        Ok(page)
+        Ok((page, false))
     }
 
     fn stored_bytes(&self, table: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
@@ -408,16 +415,25 @@ impl Store for SqliteStore {
     }
 
     fn insert_many(&self, ns: &Ns, docs: &[Document]) -> StoreResult<()> {
+        let with_ids: Vec<std::borrow::Cow<'_, Document>> = docs
+            .iter()
+            .map(|doc| {
+                if doc.contains_key("_id") {
+                    std::borrow::Cow::Borrowed(doc)
+                } else {
+                    let mut with_id = bson::doc! { "_id": bson::oid::ObjectId::new() };
+                    with_id.extend(doc.clone());
+                    std::borrow::Cow::Owned(with_id)
+                }
+            })
+            .collect();
+        let refs: Vec<&Document> = with_ids.iter().map(|d| d.as_ref()).collect();
+        // Encoded on all cores before the write lock is taken.
+        let encoded = encode_all(&refs)?;
         let tx = self.write_transaction()?;
         let table = self.table_for_write(ns)?;
-        for doc in docs {
-            if doc.contains_key("_id") {
-                self.write_one(ns, &table, doc, false)?;
-            } else {
-                let mut with_id = bson::doc! { "_id": bson::oid::ObjectId::new() };
-                with_id.extend(doc.clone());
-                self.write_one(ns, &table, &with_id, false)?;
-            }
+        for (doc, bytes) in refs.iter().zip(encoded) {
+            self.write_encoded(ns, &table, doc.get("_id"), bytes, false)?;
         }
         tx.commit()?;
         Ok(())
@@ -611,12 +627,17 @@ struct SqliteScan<'a> {
     done: bool,
 }
 
+/// A page of a scan stops after this many bytes of documents, whatever its
+/// batch size: a thousand large drawers decoded at once took an export over
+/// 300 MB.
+const PAGE_BYTES: usize = 4 * 1024 * 1024;
+
 impl Iterator for SqliteScan<'_> {
     type Item = StoreResult<Document>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.buffer.is_empty() && !self.done {
-            let page = match self.store.fetch_page(
+            let (page, full) = match self.store.fetch_page(
                 &self.table,
                 &self.order,
                 self.after.as_ref(),
@@ -628,7 +649,7 @@ impl Iterator for SqliteScan<'_> {
                     return Some(Err(e));
                 }
             };
-            self.done = page.len() < self.batch_size as usize;
+            self.done = !full && page.len() < self.batch_size as usize;
             for (field, key, doc) in page {
                 self.after = Some((field, key));
                 self.buffer.push_back(doc);
