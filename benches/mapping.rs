@@ -18,10 +18,8 @@ use edn_migrate::mapping::FieldMap;
 const GENERATED_USERS: usize = 2000;
 
 fn read(rel: &str) -> Vec<Document> {
-    let dir = std::env::var("EDN_BENCH_DATA").map_or_else(
-        |_| format!("{}/fixtures/legacy", env!("CARGO_MANIFEST_DIR")),
-        |d| d,
-    );
+    let dir = std::env::var("EDN_BENCH_DATA")
+        .unwrap_or_else(|_| format!("{}/fixtures/legacy", env!("CARGO_MANIFEST_DIR")));
     let path = format!("{dir}/test_database/{rel}.jsonl");
     std::fs::read_to_string(path)
         .unwrap_or_default()

@@ -262,11 +262,21 @@ impl MongoStore {
             out.push((*i, outcome));
         }
         if !retried_ids.is_empty() {
-            let ids: Vec<Bson> = retried_ids.iter().map(|(i, _)| patches[*i].id.clone()).collect();
+            let ids: Vec<Bson> = retried_ids
+                .iter()
+                .map(|(i, _)| patches[*i].id.clone())
+                .collect();
             let stored = self.get_many(ns, &ids)?;
             for (i, doc) in retried_ids {
                 let ours = stored.iter().any(|s| same_bytes(s, doc));
-                out.push((i, if ours { Outcome::Applied } else { Outcome::Conflict }));
+                out.push((
+                    i,
+                    if ours {
+                        Outcome::Applied
+                    } else {
+                        Outcome::Conflict
+                    },
+                ));
             }
         }
         Ok(out)
@@ -283,7 +293,9 @@ impl MongoStore {
         }
         let updates: Vec<Bson> = statements
             .iter()
-            .map(|(id, change)| Bson::Document(doc! { "q": { "_id": (*id).clone() }, "u": change.clone() }))
+            .map(|(id, change)| {
+                Bson::Document(doc! { "q": { "_id": (*id).clone() }, "u": change.clone() })
+            })
             .collect();
         let mut command = doc! { "update": &ns.coll, "updates": updates, "ordered": false };
         if let Some(w) = &self.write_concern {
@@ -587,12 +599,16 @@ impl Store for MongoStore {
     fn patch_many(&self, ns: &Ns, patches: &[Patch]) -> StoreResult<Vec<Outcome>> {
         let is_new = |p: &Patch| matches!(p.ops.as_slice(), [Op::Insert(_)]);
         let mut outcomes: Vec<Option<Outcome>> = patches.iter().map(|_| None).collect();
-        let new: Vec<usize> = (0..patches.len()).filter(|&i| is_new(&patches[i])).collect();
+        let new: Vec<usize> = (0..patches.len())
+            .filter(|&i| is_new(&patches[i]))
+            .collect();
         for (i, outcome) in self.insert_new(ns, patches, &new)? {
             outcomes[i] = Some(outcome);
         }
         let rest: Vec<&Patch> = patches.iter().filter(|p| !is_new(p)).collect();
-        let mut done = self.in_parallel(&rest, |p| self.patch_one(ns, p))?.into_iter();
+        let mut done = self
+            .in_parallel(&rest, |p| self.patch_one(ns, p))?
+            .into_iter();
         Ok(outcomes
             .into_iter()
             .map(|o| o.or_else(|| done.next()).unwrap_or(Outcome::Conflict))
