@@ -775,7 +775,7 @@ fn patch(blob: &[u8], update: &FieldUpdate) -> StoreResult<Vec<u8>> {
 /// times faster than going through serde, which dominated reading).
 fn decode(blob: &[u8]) -> StoreResult<Document> {
     RawDocument::from_bytes(blob)
-        .and_then(Document::try_from)
+        .and_then(crate::encoded::from_raw)
         .map_err(|e| StoreError::Encoding(e.to_string()))
 }
 
