@@ -148,19 +148,92 @@ fn numbered_lines(file: File) -> impl Iterator<Item = (usize, std::io::Result<St
         })
 }
 
+/// Lines read and parsed together, on all cores.
+const PARSE_CHUNK: usize = 2048;
+
+/// One line of a JSONL file: its length, and its document (`None` for a
+/// blank line).
+struct ParsedLine {
+    bytes: usize,
+    doc: Option<Result<bson::Document, extjson::ExtJsonError>>,
+}
+
+/// The numbered lines of a file, parsed a chunk at a time on all cores
+/// (parsing Extended JSON was nearly all of an import), in file order.
+fn parsed_lines(file: File) -> impl Iterator<Item = (usize, std::io::Result<ParsedLine>)> {
+    let mut lines = numbered_lines(file);
+    let mut ready: std::collections::VecDeque<(usize, std::io::Result<ParsedLine>)> =
+        Default::default();
+    std::iter::from_fn(move || {
+        if ready.is_empty() {
+            let mut chunk = Vec::with_capacity(PARSE_CHUNK);
+            let mut failed = None;
+            for (number, line) in lines.by_ref() {
+                match line {
+                    Ok(text) => chunk.push((number, text)),
+                    Err(e) => {
+                        failed = Some((number, Err(e)));
+                        break;
+                    }
+                }
+                if chunk.len() == PARSE_CHUNK {
+                    break;
+                }
+            }
+            ready.extend(parse_chunk(chunk).into_iter().map(|(n, l)| (n, Ok(l))));
+            ready.extend(failed);
+        }
+        ready.pop_front()
+    })
+}
+
+fn parse_chunk(chunk: Vec<(usize, String)>) -> Vec<(usize, ParsedLine)> {
+    let parse = |(number, text): &(usize, String)| {
+        let doc = (!text.trim().is_empty()).then(|| extjson::parse_line(text));
+        (
+            *number,
+            ParsedLine {
+                bytes: text.len(),
+                doc,
+            },
+        )
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads < 2 || chunk.len() < 64 {
+        return chunk.iter().map(parse).collect();
+    }
+    let per = chunk.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = chunk
+            .chunks(per)
+            .map(|part| scope.spawn(move || part.iter().map(parse).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 /// Reads every line of a file once; the first bad line is the error: not
 /// JSON, no `_id`, an `_id` already on an earlier line (MongoDB would refuse
 /// the second), or a document over MongoDB's 16 MiB limit.
 fn check_file(path: &Path) -> Result<(), String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
-    for (number, line) in numbered_lines(file) {
-        let at = format!("{}:{number}", path.display());
-        let line = line.map_err(|e| format!("{at}: {e}"))?;
-        if line.trim().is_empty() {
+    for (number, line) in parsed_lines(file) {
+        let at = || format!("{}:{number}", path.display());
+        let line = line.map_err(|e| format!("{}: {e}", at()))?;
+        let Some(doc) = line.doc else {
             continue;
-        }
-        let doc = extjson::parse_line(&line).map_err(|e| format!("{at}: {e}"))?;
+        };
+        let doc = doc.map_err(|e| format!("{}: {e}", at()))?;
+        let at = at();
         let bytes = crate::encoded::doc_len(&doc).unwrap_or(usize::MAX);
         if bytes > MAX_DOCUMENT_BYTES {
             return Err(format!(
@@ -196,16 +269,16 @@ fn load_file(
     )))?;
     let mut batch = Vec::with_capacity(opts.batch_size as usize);
     let mut count = 0;
-    for (_, line) in numbered_lines(file) {
+    for (_, line) in parsed_lines(file) {
         let line = line.map_err(CommandError::io(format!(
             "reading {}",
             source.path.display()
         )))?;
-        progress.inc(line.len() as u64 + 1);
-        if line.trim().is_empty() {
+        progress.inc(line.bytes as u64 + 1);
+        let Some(doc) = line.doc else {
             continue;
-        }
-        let doc = extjson::parse_line(&line).map_err(|e| {
+        };
+        let doc = doc.map_err(|e| {
             CommandError::Input(format!(
                 "{}: changed while importing: {e}",
                 source.path.display()
