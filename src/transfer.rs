@@ -150,6 +150,8 @@ fn numbered_lines(file: File) -> impl Iterator<Item = (usize, std::io::Result<St
 
 /// Lines read and parsed together, on all cores.
 const PARSE_CHUNK: usize = 2048;
+/// Documents formatted together, on all cores.
+const FORMAT_CHUNK: usize = 256;
 
 /// One line of a JSONL file: its length, and its document (`None` for a
 /// blank line).
@@ -188,7 +190,7 @@ fn parsed_lines(file: File) -> impl Iterator<Item = (usize, std::io::Result<Pars
 }
 
 fn parse_chunk(chunk: Vec<(usize, String)>) -> Vec<(usize, ParsedLine)> {
-    let parse = |(number, text): &(usize, String)| {
+    map_on_all_cores(&chunk, |(number, text)| {
         let doc = (!text.trim().is_empty()).then(|| extjson::parse_line(text));
         (
             *number,
@@ -197,18 +199,24 @@ fn parse_chunk(chunk: Vec<(usize, String)>) -> Vec<(usize, ParsedLine)> {
                 doc,
             },
         )
-    };
+    })
+}
+
+/// `items.iter().map(f)`, the items split over the machine's cores, results
+/// in order.
+fn map_on_all_cores<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
-    if threads < 2 || chunk.len() < 64 {
-        return chunk.iter().map(parse).collect();
+    if threads < 2 || items.len() < 64 {
+        return items.iter().map(f).collect();
     }
-    let per = chunk.len().div_ceil(threads);
+    let per = items.len().div_ceil(threads);
+    let f = &f;
     std::thread::scope(|scope| {
-        let workers: Vec<_> = chunk
+        let workers: Vec<_> = items
             .chunks(per)
-            .map(|part| scope.spawn(move || part.iter().map(parse).collect::<Vec<_>>()))
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
             .collect();
         workers
             .into_iter()
@@ -332,13 +340,20 @@ fn export_collection(
         .map_err(CommandError::io(format!("creating {}", tmp.display())))?;
     let mut out = BufWriter::new(file);
     let mut count = 0;
-    for doc in store.scan(ns, &Scan::by_id(batch_size))? {
-        let line = extjson::to_line(&doc?);
-        out.write_all(line.as_bytes())
-            .and_then(|_| out.write_all(b"\n"))
-            .map_err(CommandError::io(format!("writing {}", tmp.display())))?;
-        count += 1;
-        progress.inc(1);
+    let mut docs = store.scan(ns, &Scan::by_id(batch_size))?.peekable();
+    // Formatted a chunk at a time on all cores (formatting was most of an export).
+    while docs.peek().is_some() {
+        let chunk = docs
+            .by_ref()
+            .take(FORMAT_CHUNK)
+            .collect::<Result<Vec<_>, _>>()?;
+        for line in map_on_all_cores(&chunk, extjson::to_line) {
+            out.write_all(line.as_bytes())
+                .and_then(|_| out.write_all(b"\n"))
+                .map_err(CommandError::io(format!("writing {}", tmp.display())))?;
+        }
+        count += chunk.len() as u64;
+        progress.inc(chunk.len() as u64);
     }
     out.into_inner()
         .map_err(|e| CommandError::io(format!("writing {}", tmp.display()))(e.into_error()))?
