@@ -160,7 +160,10 @@ mod tests {
     #[test]
     fn documents_read_from_bytes_are_those_the_crate_reads() {
         let mut d = every_type();
-        d.insert("nested", doc! { "a": [{ "b": [[1, 2], { "c": every_type() }] }], "d": {} });
+        d.insert(
+            "nested",
+            doc! { "a": [{ "b": [[1, 2], { "c": every_type() }] }], "d": {} },
+        );
         let bytes = bson::to_vec(&d).unwrap();
         let raw = RawDocument::from_bytes(&bytes).unwrap();
         let ours = from_raw(raw).unwrap();
