@@ -27,8 +27,10 @@ use std::path::Path;
 
 /// How many times a drawer that changed under the rollback is re-read.
 const MAX_RETRIES: usize = 5;
-/// Drawers per batch.
-const BATCH: u32 = 500;
+/// Drawers per batch: the migration's own batch (100 users), so a rollback
+/// holds no more drawers in memory than the migration did (a few pages in
+/// flight between the reader and the writer).
+const BATCH: u32 = 100;
 
 /// What the surgical rollback did.
 #[derive(Debug, Default, serde::Serialize)]
