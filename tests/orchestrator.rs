@@ -697,6 +697,46 @@ fn drop_expired_drops_only_what_is_past_the_retention(tool: Tool) {
     );
 }
 
+/// The switch wants a verified backup younger than 24 h: with the only
+/// backup 25 h old it is refused (exit 3, `.env` untouched) naming the gate
+/// and `phase2 backup`; a fresh backup lets it through.
+fn the_switch_wants_a_backup_younger_than_24_hours(tool: Tool) {
+    imported(&tool);
+    tool.ok(&["phase0", "prepare"]);
+    tool.ok(&["phase1", "enable"]);
+    tool.ok(&["phase1", "dual-write-check", "--since", "2026-10-01"]);
+    tool.ok(&["phase2", "backup"]);
+    tool.ok(&["phase2", "migrate", "all"]);
+    tool.ok(&["phase2", "validate"]);
+    let backups: Vec<_> = fs::read_dir(tool.path("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let manifest = backups[0].join("manifest.json");
+    let mut m: Value = serde_json::from_str(&fs::read_to_string(&manifest).unwrap()).unwrap();
+    let old = chrono::Utc::now() - chrono::Duration::hours(25);
+    m["created_at"] = old.format("%Y-%m-%dT%H:%M:%SZ").to_string().into();
+    fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+
+    let s = status(&tool);
+    assert!(!gate(&s, "backup_recent"), "{s}");
+    assert!(gate(&s, "phase2_validated"), "{s}");
+    let err = expect(&tool, &["phase3", "switch", "--yes"], 3);
+    assert!(
+        err.contains("backup_recent")
+            && err.contains("more than 24 h")
+            && err.contains("phase2 backup"),
+        "{err}"
+    );
+    assert_eq!(env_file(&tool), env_with("true", "false"));
+
+    tool.ok(&["phase2", "backup"]);
+    assert!(gate(&status(&tool), "backup_recent"));
+    tool.ok(&["phase3", "switch", "--yes"]);
+    assert_eq!(env_file(&tool), env_with("true", "true"));
+}
+
 mod sqlite {
     use super::*;
 
@@ -727,6 +767,10 @@ mod sqlite {
     #[test]
     fn drop_expired_drops_only_what_is_past_the_retention() {
         super::drop_expired_drops_only_what_is_past_the_retention(Tool::sqlite());
+    }
+    #[test]
+    fn the_switch_wants_a_backup_younger_than_24_hours() {
+        super::the_switch_wants_a_backup_younger_than_24_hours(Tool::sqlite());
     }
 }
 
@@ -773,6 +817,12 @@ mod mongo_wire {
     fn drop_expired_drops_only_what_is_past_the_retention() {
         if let Some(tool) = Tool::wire("expired") {
             super::drop_expired_drops_only_what_is_past_the_retention(tool);
+        }
+    }
+    #[test]
+    fn the_switch_wants_a_backup_younger_than_24_hours() {
+        if let Some(tool) = Tool::wire("old_backup") {
+            super::the_switch_wants_a_backup_younger_than_24_hours(tool);
         }
     }
 }
