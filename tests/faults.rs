@@ -202,3 +202,36 @@ fn an_outage_longer_than_the_retries_stops_at_the_checkpoint_and_resume_finishes
     );
     assert_eq!(normalized(export(&victim, "resumed")), expected);
 }
+
+/// `import` (ordered batches of `insert_many`) through a server that drops
+/// the connection after running every second `insert` command: a batch whose reply was
+/// lost is retried, meets its own documents as duplicates and goes on after
+/// them, so the store ends as a clean import leaves it.
+#[test]
+fn import_through_lost_replies_ends_as_a_clean_import() {
+    let Some(server) = common::wire::dedicated(&[]) else {
+        return;
+    };
+    let on_server = |l: &str, d: &str| Tool {
+        store: server.url.clone(),
+        legacy_db: l.into(),
+        drawer_db: d.into(),
+        work: tempfile::tempdir().unwrap(),
+    };
+    let fixtures = |tool: &Tool| tool.fixtures().to_str().unwrap().to_string();
+    let reference = on_server("imp_ref_l", "imp_ref_d");
+    reference.ok(&["import", &fixtures(&reference)]);
+    let expected = normalized(export(&reference, "expected"));
+
+    let victim = on_server("imp_l", "imp_d");
+    set_faults(&server.url, doc! { "dropEvery": 2, "only": "insert" });
+    let out = victim.run(&["import", &fixtures(&victim), "--batch-size", "10"]);
+    let injected = set_faults(&server.url, doc! { "dropEvery": 0, "only": "" });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the import survives lost replies: {stderr}"
+    );
+    assert!(injected >= 3, "faults were injected: {injected}");
+    assert_eq!(normalized(export(&victim, "faulted")), expected);
+}

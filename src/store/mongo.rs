@@ -99,6 +99,23 @@ impl MongoStore {
     }
 
     /// Runs a driver call, retrying transient failures with backoff.
+    /// How many of `docs`, from the first, the collection already holds
+    /// byte for byte: an ordered insert retried after its reply was lost
+    /// meets its own documents as duplicates, and goes on after them. A
+    /// different document under the same `_id` is a real duplicate (0).
+    fn already_inserted(&self, ns: &Ns, docs: &[Document]) -> StoreResult<usize> {
+        let ids: Vec<Bson> = docs.iter().filter_map(|d| d.get("_id").cloned()).collect();
+        let stored: std::collections::HashSet<Vec<u8>> = self
+            .get_many(ns, &ids)?
+            .iter()
+            .filter_map(|d| bson::to_vec(d).ok())
+            .collect();
+        Ok(docs
+            .iter()
+            .take_while(|d| bson::to_vec(d).is_ok_and(|b| stored.contains(&b)))
+            .count())
+    }
+
     fn retrying<T>(
         &self,
         what: &str,
@@ -545,37 +562,41 @@ impl Store for MongoStore {
             return Err(too_big);
         }
         let coll = self.coll(ns);
-        let result = self.retrying("insert", || coll.insert_many(docs).ordered(true).run());
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                if let ErrorKind::InsertMany(failure) = e.kind.as_ref() {
-                    if let Some(w) = failure.write_errors.as_ref().and_then(|w| w.first()) {
-                        let id = docs
-                            .get(w.index)
-                            .and_then(|d| d.get("_id"))
-                            .cloned()
-                            .unwrap_or(Bson::Null);
-                        return Err(if w.code == DUPLICATE_KEY {
-                            duplicate_key(ns, &w.message)
-                        } else {
-                            refused(
-                                ns,
-                                &id,
-                                format!("{} (code {})", redact_text(&w.message), w.code),
-                            )
-                        });
+        let mut from = 0;
+        while from < docs.len() {
+            let batch = &docs[from..];
+            let e = match self.retrying("insert", || coll.insert_many(batch).ordered(true).run()) {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let ErrorKind::InsertMany(failure) = e.kind.as_ref() else {
+                return Err(mongo_error(e, &self.url));
+            };
+            if let Some(w) = failure.write_errors.as_ref().and_then(|w| w.first()) {
+                if w.code == DUPLICATE_KEY {
+                    let ours = self.already_inserted(ns, &batch[w.index..])?;
+                    if ours > 0 {
+                        from += w.index + ours;
+                        continue;
                     }
-                    if let Some(w) = &failure.write_concern_error {
-                        return Err(StoreError::WriteConcern {
-                            ns: ns.to_string(),
-                            message: format!("{} (code {})", redact_text(&w.message), w.code),
-                        });
-                    }
+                    return Err(duplicate_key(ns, &w.message));
                 }
-                Err(mongo_error(e, &self.url))
+                let id = batch.get(w.index).and_then(|d| d.get("_id")).cloned();
+                return Err(refused(
+                    ns,
+                    &id.unwrap_or(Bson::Null),
+                    format!("{} (code {})", redact_text(&w.message), w.code),
+                ));
             }
+            if let Some(w) = &failure.write_concern_error {
+                return Err(StoreError::WriteConcern {
+                    ns: ns.to_string(),
+                    message: format!("{} (code {})", redact_text(&w.message), w.code),
+                });
+            }
+            return Err(mongo_error(e, &self.url));
         }
+        Ok(())
     }
 
     fn upsert_many(&self, ns: &Ns, docs: &[Document]) -> StoreResult<()> {

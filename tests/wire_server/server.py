@@ -55,7 +55,8 @@ monitoring commands are never faulted. The test command
 schedule at run time and answers how many faults were injected and how many
 commands ran since the last call; {ednFaults: 1, outageAfter: N, outageMs: T}
 answers every command with errorCode for T ms from the N-th command on (an
-outage longer than the tool's retries).
+outage longer than the tool's retries); {ednFaults: 1, only: "insert"} counts
+and faults only commands of that name ("" for all again).
 
 Fidelity: documents keep their field order and their BSON types (int32 vs
 int64 vs double, UTC datetimes at millisecond precision, ObjectId, ...); the
@@ -985,7 +986,7 @@ COMPRESSION_STATS = {"zlib": {"compressor": {"bytesIn": Int64(0), "bytesOut": In
 NOT_FAULTED = {"hello", "isMaster", "ismaster", "ping", "buildInfo", "buildinfo",
                "endSessions", "getLastError", "serverStatus", "saslStart", "saslContinue",
                "ednFaults"}
-FAULTS = {"drop_every": 0, "error_every": 0, "error_code": 91, "count": 0, "injected": 0,
+FAULTS = {"only": "", "drop_every": 0, "error_every": 0, "error_code": 91, "count": 0, "injected": 0,
           "outage_after": 0, "outage_ms": 0, "outage_until": 0.0}
 FAULT_LOCK = threading.Lock()
 
@@ -995,6 +996,8 @@ def fault_for(name):
     if name in NOT_FAULTED:
         return None
     with FAULT_LOCK:
+        if FAULTS["only"] and name != FAULTS["only"]:
+            return None
         FAULTS["count"] += 1
         n = FAULTS["count"]
         if FAULTS["outage_after"] and n == FAULTS["outage_after"]:
@@ -1021,6 +1024,8 @@ def cmd_edn_faults(db, cmd, conn):
                            ("outage_ms", "outageMs")):
             if field in cmd:
                 FAULTS[key] = int(cmd[field])
+        if "only" in cmd:
+            FAULTS["only"] = str(cmd["only"] or "")
         FAULTS["count"] = 0
         FAULTS["outage_until"] = 0.0
     return {"injected": Int64(injected), "commands": Int64(commands), "ok": 1.0}
