@@ -102,7 +102,8 @@ impl MongoStore {
     /// How many of `docs`, from the first, the collection already holds
     /// byte for byte: an ordered insert retried after its reply was lost
     /// meets its own documents as duplicates, and goes on after them. A
-    /// different document under the same `_id` is a real duplicate (0).
+    /// different document under the same `_id` is a real duplicate (0), and
+    /// so is any duplicate met on a first attempt (asked only after a retry).
     fn already_inserted(&self, ns: &Ns, docs: &[Document]) -> StoreResult<usize> {
         let ids: Vec<Bson> = docs.iter().filter_map(|d| d.get("_id").cloned()).collect();
         let stored: std::collections::HashSet<Vec<u8>> = self
@@ -565,7 +566,11 @@ impl Store for MongoStore {
         let mut from = 0;
         while from < docs.len() {
             let batch = &docs[from..];
-            let e = match self.retrying("insert", || coll.insert_many(batch).ordered(true).run()) {
+            let attempts = std::cell::Cell::new(0);
+            let e = match self.retrying("insert", || {
+                attempts.set(attempts.get() + 1);
+                coll.insert_many(batch).ordered(true).run()
+            }) {
                 Ok(_) => return Ok(()),
                 Err(e) => e,
             };
@@ -574,7 +579,10 @@ impl Store for MongoStore {
             };
             if let Some(w) = failure.write_errors.as_ref().and_then(|w| w.first()) {
                 if w.code == DUPLICATE_KEY {
-                    let ours = self.already_inserted(ns, &batch[w.index..])?;
+                    let ours = match attempts.get() {
+                        1 => 0,
+                        _ => self.already_inserted(ns, &batch[w.index..])?,
+                    };
                     if ours > 0 {
                         from += w.index + ours;
                         continue;
