@@ -41,12 +41,18 @@ fn covers(v: &RunRecord, i: u32, n: u32) -> bool {
     }
 }
 
+/// Could migration run `r` have changed the store? A run that ended having
+/// written nothing (the idempotent second run) leaves a validation standing.
+fn changed_store(r: &RunRecord) -> bool {
+    r.outcome == "running" || r.tally.writes > 0
+}
+
 /// The cover of `runs` (oldest first, from the last rollback on): the
-/// migrations in them and the finished validations.
+/// migrations in them that wrote and the finished validations.
 pub fn cover(runs: &[RunRecord]) -> Cover {
     let migrations: Vec<&RunRecord> = runs
         .iter()
-        .filter(|r| r.command.starts_with("phase2 migrate"))
+        .filter(|r| r.command.starts_with("phase2 migrate") && changed_store(r))
         .collect();
     let validations: Vec<&RunRecord> = runs
         .iter()
@@ -133,6 +139,7 @@ mod tests {
             Utc::now(),
         );
         r.outcome = outcome.into();
+        r.tally.writes = 1;
         r.started_at = format!("2026-01-01T00:00:{t:02}Z");
         r.ended_at = Some(format!("2026-01-01T00:00:{:02}Z", t + 1));
         r
@@ -160,6 +167,26 @@ mod tests {
         );
         runs.push(run("phase2 validate", None, "passed", 10));
         assert_eq!(cover(&runs), Cover::Passed(vec!["run-10".into()]));
+    }
+
+    #[test]
+    fn a_run_that_wrote_nothing_keeps_the_validation() {
+        let mut runs = vec![
+            run("phase2 migrate all", None, "succeeded", 1),
+            run("phase2 validate", None, "passed", 3),
+            run("phase2 migrate all", None, "succeeded", 5),
+        ];
+        runs[2].tally.writes = 0;
+        assert_eq!(cover(&runs), Cover::Passed(vec!["run-3".into()]));
+        runs[2].outcome = "running".into();
+        assert_eq!(
+            cover(&runs),
+            Cover::Missing(Vec::new()),
+            "it may be writing"
+        );
+        runs[2].outcome = "succeeded".into();
+        runs[2].tally.writes = 2;
+        assert_eq!(cover(&runs), Cover::Missing(Vec::new()));
     }
 
     #[test]
