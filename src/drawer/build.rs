@@ -537,7 +537,7 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
 }
 
 fn bytes(d: &Document) -> usize {
-    bson::to_vec(d).map_or(usize::MAX, |v| v.len())
+    crate::encoded::doc_len(d).unwrap_or(usize::MAX)
 }
 
 /// A drawer (or an archived snapshot) MongoDB would refuse, even after
