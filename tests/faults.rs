@@ -16,51 +16,13 @@ fn export(tool: &Tool, name: &str) -> Vec<(String, Vec<u8>)> {
     tree(&dir)
 }
 
-/// An export without what legitimately differs between two runs: run ids,
-/// clocks, the run records and the lock.
+/// An export without what legitimately differs between two runs (run ids,
+/// clocks, the run records and the lock), its files named without their
+/// database folder: the runs compared use databases of different names.
 fn normalized(files: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
-    fn scrub(v: &mut Value) {
-        match v {
-            Value::Object(map) => {
-                for (k, item) in map.iter_mut() {
-                    if ["run_id", "migrated_at", "quarantined_at", "archived_at"]
-                        .contains(&k.as_str())
-                    {
-                        *item = Value::String("<run>".into());
-                    } else {
-                        scrub(item);
-                    }
-                }
-                if let Some(Value::Object(meta)) = map.get_mut("meta") {
-                    if meta.contains_key("migration") {
-                        meta.insert("updated_at".into(), Value::String("<run>".into()));
-                    }
-                }
-            }
-            Value::Array(items) => items.iter_mut().for_each(scrub),
-            _ => {}
-        }
-    }
-    files
+    common::exports::normalized(files)
         .into_iter()
-        .filter(|(name, _)| {
-            !name.ends_with("migration_runs.jsonl") && !name.ends_with("migration_lock.jsonl")
-        })
-        .map(|(name, bytes)| {
-            let text = String::from_utf8(bytes).unwrap();
-            let lines: Vec<String> = text
-                .lines()
-                .map(|l| {
-                    let mut v: Value = serde_json::from_str(l).unwrap();
-                    scrub(&mut v);
-                    v.to_string()
-                })
-                .collect();
-            (
-                name.rsplit('/').next().unwrap().to_string(),
-                lines.join("\n"),
-            )
-        })
+        .map(|(name, text)| (name.rsplit('/').next().unwrap().to_string(), text))
         .collect()
 }
 
