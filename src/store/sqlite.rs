@@ -167,19 +167,7 @@ impl SqliteStore {
         after: Option<&(Vec<u8>, Vec<u8>)>,
         limit: u32,
     ) -> StoreResult<(Vec<PageRow>, bool)> {
-        let field = match order {
-            Order::ById => "x''".to_string(),
-            Order::ByField(path) => format!("edn_key(doc, {})", sql_literal(path)),
-        };
-        // Spelled out rather than as a row value `(f, k) > (?1, ?2)`: SQLite
-        // seeks an expression index only on a plain range of the expression.
-        let filter = if after.is_some() {
-            format!("WHERE {field} >= ?1 AND ({field} > ?1 OR k > ?2)")
-        } else {
-            "WHERE ?1 IS NULL AND ?2 IS NULL".to_string()
-        };
-        let sql =
-            format!("SELECT {field}, k, doc FROM {table} {filter} ORDER BY {field}, k LIMIT ?3");
+        let sql = page_sql(table, order, after.is_some());
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let (f, k) = match after {
             Some((f, k)) => (Some(f.as_slice()), Some(k.as_slice())),
@@ -238,6 +226,31 @@ impl SqliteStore {
             .execute(params![sort_key(id), bytes])
             .map_err(|e| self.duplicate_or(e, ns, id))?;
         Ok(())
+    }
+}
+
+/// The query of one scan page. By `_id` it seeks the primary key alone: a
+/// constant sort field in the filter would make SQLite scan and sort the
+/// whole table for every page. By a field it is spelled out rather than as a
+/// row value `(f, k) > (?1, ?2)`: SQLite seeks an expression index only on a
+/// plain range of the expression.
+fn page_sql(table: &str, order: &Order, resumed: bool) -> String {
+    match (order, resumed) {
+        (Order::ById, true) => {
+            format!("SELECT x'', k, doc FROM {table} WHERE ?1 IS NOT NULL AND k > ?2 ORDER BY k LIMIT ?3")
+        }
+        (Order::ById, false) => format!(
+            "SELECT x'', k, doc FROM {table} WHERE ?1 IS NULL AND ?2 IS NULL ORDER BY k LIMIT ?3"
+        ),
+        (Order::ByField(path), resumed) => {
+            let field = format!("edn_key(doc, {})", sql_literal(path));
+            let filter = if resumed {
+                format!("WHERE {field} >= ?1 AND ({field} > ?1 OR k > ?2)")
+            } else {
+                "WHERE ?1 IS NULL AND ?2 IS NULL".to_string()
+            };
+            format!("SELECT {field}, k, doc FROM {table} {filter} ORDER BY {field}, k LIMIT ?3")
+        }
     }
 }
 
@@ -823,5 +836,46 @@ fn owner_only(path: &str) {
     let _ = crate::private::create_new_file(std::path::Path::new(path));
     for suffix in ["", "-wal", "-shm"] {
         crate::private::warn_if_shared(std::path::Path::new(&format!("{path}{suffix}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What SQLite plans for a page query, one line per step.
+    fn plan(store: &SqliteStore, sql: &str) -> String {
+        let mut stmt = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let bound = params![vec![0u8], vec![1u8], 100];
+        let rows = stmt.query_map(bound, |r| r.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn every_page_query_seeks_an_index_without_sorting() {
+        let store = SqliteStore::open(":memory:").unwrap();
+        let ns = Ns::new("test_database", "training_plans");
+        let (id, _) = store.ensure_collection(&ns).unwrap();
+        let spec = IndexSpec {
+            name: "user_id_1__id_1".into(),
+            keys: vec!["user_id".into(), "_id".into()],
+            ..IndexSpec::default()
+        };
+        store.create_index(&ns, &spec).unwrap();
+        let orders = [Order::ById, Order::ByField("user_id".into())];
+        for order in &orders {
+            for resumed in [false, true] {
+                let sql = page_sql(&table(id), order, resumed);
+                let plan = plan(&store, &sql);
+                assert!(!plan.contains("TEMP B-TREE"), "{sql}\n{plan}");
+                assert!(plan.contains("INDEX"), "{sql}\n{plan}");
+                if resumed {
+                    assert!(plan.starts_with("SEARCH"), "{sql}\n{plan}");
+                }
+            }
+        }
     }
 }
