@@ -9,8 +9,10 @@
 use crate::error::{CommandError, CommandResult};
 use crate::extjson;
 use crate::report::{progress_bar, table, Output};
+use crate::store::keys::raw_sort_key;
 use crate::store::patch::MAX_DOCUMENT_BYTES;
-use crate::store::{sort_key, Ns, Scan, Store};
+use crate::store::{Ns, Scan, Store, StoreError};
+use bson::RawDocumentBuf;
 use indicatif::ProgressBar;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -157,17 +159,17 @@ const FORMAT_CHUNK: usize = 256;
 /// blank line).
 struct ParsedLine {
     bytes: usize,
-    doc: Option<Result<bson::Document, extjson::ExtJsonError>>,
+    doc: Option<Result<RawDocumentBuf, extjson::ExtJsonError>>,
 }
 
 /// The numbered lines of a file, parsed a chunk at a time on all cores
-/// (parsing Extended JSON was nearly all of an import), in file order.
+/// (parsing Extended JSON was nearly all of an import), in file order. A
+/// thread reads and parses the next chunk while the caller works on this one.
 fn parsed_lines(file: File) -> impl Iterator<Item = (usize, std::io::Result<ParsedLine>)> {
-    let mut lines = numbered_lines(file);
-    let mut ready: std::collections::VecDeque<(usize, std::io::Result<ParsedLine>)> =
-        Default::default();
-    std::iter::from_fn(move || {
-        if ready.is_empty() {
+    let (send, receive) = std::sync::mpsc::sync_channel(1);
+    std::thread::spawn(move || {
+        let mut lines = numbered_lines(file);
+        loop {
             let mut chunk = Vec::with_capacity(PARSE_CHUNK);
             let mut failed = None;
             for (number, line) in lines.by_ref() {
@@ -182,16 +184,24 @@ fn parsed_lines(file: File) -> impl Iterator<Item = (usize, std::io::Result<Pars
                     break;
                 }
             }
-            ready.extend(parse_chunk(chunk).into_iter().map(|(n, l)| (n, Ok(l))));
+            let last = chunk.len() < PARSE_CHUNK;
+            let mut ready: Vec<_> = parse_chunk(chunk)
+                .into_iter()
+                .map(|(n, l)| (n, Ok(l)))
+                .collect();
             ready.extend(failed);
+            // The reader stopped early (an error): nothing more is wanted.
+            if send.send(ready).is_err() || last {
+                return;
+            }
         }
-        ready.pop_front()
-    })
+    });
+    receive.into_iter().flatten()
 }
 
 fn parse_chunk(chunk: Vec<(usize, String)>) -> Vec<(usize, ParsedLine)> {
     map_on_all_cores(&chunk, |(number, text)| {
-        let doc = (!text.trim().is_empty()).then(|| extjson::parse_line(text));
+        let doc = (!text.trim().is_empty()).then(|| extjson::parse_line_raw(text));
         (
             *number,
             ParsedLine {
@@ -242,17 +252,17 @@ fn check_file(path: &Path) -> Result<(), String> {
         };
         let doc = doc.map_err(|e| format!("{}: {e}", at()))?;
         let at = at();
-        let bytes = crate::encoded::doc_len(&doc).unwrap_or(usize::MAX);
+        let bytes = doc.as_bytes().len();
         if bytes > MAX_DOCUMENT_BYTES {
             return Err(format!(
                 "{at}: the document is {bytes} bytes as BSON, over MongoDB's 16 MiB limit ({MAX_DOCUMENT_BYTES} bytes); split or trim it"
             ));
         }
-        let Some(id) = doc.get("_id") else {
+        let Ok(Some(id)) = doc.get("_id") else {
             return Err(format!("{at}: the document has no _id"));
         };
         // The store's key: equal for ids MongoDB holds equal (1 and 1.0).
-        if let Some(first) = seen.insert(sort_key(Some(id)), number) {
+        if let Some(first) = seen.insert(raw_sort_key(Some(id)), number) {
             return Err(format!(
                 "{at}: duplicate _id, already on line {first}; remove one of the two"
             ));
@@ -294,11 +304,27 @@ fn load_file(
         })?;
         batch.push(doc);
         if batch.len() == opts.batch_size as usize {
-            count += write_batch(store, &source.ns, &mut batch, opts.upsert)?;
+            count += write_raw_batch(store, &source.ns, &mut batch, opts.upsert)?;
         }
     }
-    count += write_batch(store, &source.ns, &mut batch, opts.upsert)?;
+    count += write_raw_batch(store, &source.ns, &mut batch, opts.upsert)?;
     Ok(count)
+}
+
+/// Writes and empties one batch of documents as BSON bytes.
+fn write_raw_batch(
+    store: &dyn Store,
+    ns: &Ns,
+    batch: &mut Vec<RawDocumentBuf>,
+    upsert: bool,
+) -> CommandResult<u64> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    store.write_raw(ns, batch, upsert).map_err(name_the_flags)?;
+    let n = batch.len() as u64;
+    batch.clear();
+    Ok(n)
 }
 
 /// Writes and empties one batch; shared with the dump import so both
@@ -317,15 +343,20 @@ pub(crate) fn write_batch(
     } else {
         store.insert_many(ns, batch)
     };
-    result.map_err(|e| match e {
+    result.map_err(name_the_flags)?;
+    let n = batch.len() as u64;
+    batch.clear();
+    Ok(n)
+}
+
+/// A duplicate `_id` names the flags that get past it.
+fn name_the_flags(e: crate::store::StoreError) -> CommandError {
+    match e {
         crate::store::StoreError::DuplicateKey { .. } => CommandError::Input(format!(
             "{e}\nthe store already holds some of these documents: pass --upsert to replace them, or --drop to reload the collections"
         )),
         other => other.into(),
-    })?;
-    let n = batch.len() as u64;
-    batch.clear();
-    Ok(n)
+    }
 }
 
 fn export_collection(
@@ -340,14 +371,15 @@ fn export_collection(
         .map_err(CommandError::io(format!("creating {}", tmp.display())))?;
     let mut out = BufWriter::new(file);
     let mut count = 0;
-    let mut docs = store.scan(ns, &Scan::by_id(batch_size))?.peekable();
+    let mut docs = store.scan_raw(ns, &Scan::by_id(batch_size))?.peekable();
     // Formatted a chunk at a time on all cores (formatting was most of an export).
     while docs.peek().is_some() {
         let chunk = docs
             .by_ref()
             .take(FORMAT_CHUNK)
             .collect::<Result<Vec<_>, _>>()?;
-        for line in map_on_all_cores(&chunk, extjson::to_line) {
+        for line in map_on_all_cores(&chunk, |doc| extjson::to_line_raw(doc)) {
+            let line = line.map_err(|e| CommandError::from(StoreError::Encoding(e.to_string())))?;
             out.write_all(line.as_bytes())
                 .and_then(|_| out.write_all(b"\n"))
                 .map_err(CommandError::io(format!("writing {}", tmp.display())))?;

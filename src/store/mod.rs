@@ -12,7 +12,7 @@ pub mod patch;
 pub mod readonly;
 pub mod sqlite;
 
-use bson::{Bson, Document};
+use bson::{Bson, Document, RawDocumentBuf};
 use std::fmt;
 
 pub use index::IndexSpec;
@@ -192,6 +192,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// network error mid-stream), so the caller decides whether to stop.
 pub type DocStream<'a> = Box<dyn Iterator<Item = StoreResult<Document>> + 'a>;
 
+/// A stream of documents as their BSON bytes, for commands that only move
+/// documents (`import`, `export`) and need not decode them.
+pub type RawDocStream<'a> = Box<dyn Iterator<Item = StoreResult<RawDocumentBuf>> + 'a>;
+
 /// The verbs the phases need from a database, and nothing else.
 ///
 /// Documents are plain `bson::Document`s; `_id` is whatever the application
@@ -223,6 +227,14 @@ pub trait Store {
     /// round trip. A missing collection streams nothing.
     fn scan(&self, ns: &Ns, scan: &Scan) -> StoreResult<DocStream<'_>>;
 
+    /// [`Store::scan`], each document as its BSON bytes. The default
+    /// encodes what `scan` decoded; a store holding BSON hands it over.
+    fn scan_raw(&self, ns: &Ns, scan: &Scan) -> StoreResult<RawDocStream<'_>> {
+        Ok(Box::new(self.scan(ns, scan)?.map(|doc| {
+            RawDocumentBuf::from_document(&doc?).map_err(|e| StoreError::Encoding(e.to_string()))
+        })))
+    }
+
     /// Reads documents by `_id`; missing ids are simply absent from the result.
     fn get_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<Vec<Document>>;
 
@@ -232,6 +244,22 @@ pub trait Store {
 
     /// Replaces or inserts documents by `_id`, in one batch.
     fn upsert_many(&self, ns: &Ns, docs: &[Document]) -> StoreResult<()>;
+
+    /// [`Store::insert_many`] (`upsert` false) or [`Store::upsert_many`] of
+    /// documents given as BSON bytes, each with an `_id`. The default
+    /// decodes them; a store holding BSON writes the bytes as they are.
+    fn write_raw(&self, ns: &Ns, docs: &[RawDocumentBuf], upsert: bool) -> StoreResult<()> {
+        let decoded = docs
+            .iter()
+            .map(|raw| crate::encoded::from_raw(raw))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Encoding(e.to_string()))?;
+        if upsert {
+            self.upsert_many(ns, &decoded)
+        } else {
+            self.insert_many(ns, &decoded)
+        }
+    }
 
     /// Applies guarded patches, each to one document: operations run in
     /// order, each atomic, each only while its guards hold. Whatever a patch

@@ -5,9 +5,10 @@
 //! missed branch is an error in the dry run, never a change to production.
 
 use super::{
-    DocStream, FieldUpdate, IndexSpec, Ns, Outcome, Patch, Scan, Store, StoreError, StoreResult,
+    DocStream, FieldUpdate, IndexSpec, Ns, Outcome, Patch, RawDocStream, Scan, Store, StoreError,
+    StoreResult,
 };
-use bson::{Bson, Document};
+use bson::{Bson, Document, RawDocumentBuf};
 
 /// Wraps a store, forwarding reads and refusing writes.
 pub struct ReadOnly<'a>(pub &'a dyn Store);
@@ -49,6 +50,9 @@ macro_rules! read_only {
             fn scan(&self, ns: &Ns, scan: &Scan) -> StoreResult<DocStream<'_>> {
                 self.0.scan(ns, scan)
             }
+            fn scan_raw(&self, ns: &Ns, scan: &Scan) -> StoreResult<RawDocStream<'_>> {
+                self.0.scan_raw(ns, scan)
+            }
             fn get_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<Vec<Document>> {
                 self.0.get_many(ns, ids)
             }
@@ -57,6 +61,14 @@ macro_rules! read_only {
             }
             fn upsert_many(&self, ns: &Ns, _docs: &[Document]) -> StoreResult<()> {
                 refuse("upsert_many", ns)
+            }
+            fn write_raw(
+                &self,
+                ns: &Ns,
+                _docs: &[RawDocumentBuf],
+                _upsert: bool,
+            ) -> StoreResult<()> {
+                refuse("write_raw", ns)
             }
             fn patch_many(&self, ns: &Ns, _patches: &[Patch]) -> StoreResult<Vec<Outcome>> {
                 refuse("patch_many", ns)

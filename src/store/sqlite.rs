@@ -9,9 +9,10 @@
 use super::keys::{raw_sort_key, raw_value_at_path, sort_key};
 use super::patch::{self, Op, Outcome, Patch, MAX_DOCUMENT_BYTES};
 use super::{
-    After, DocStream, FieldUpdate, IndexSpec, Ns, Order, Scan, Store, StoreError, StoreResult,
+    After, DocStream, FieldUpdate, IndexSpec, Ns, Order, RawDocStream, Scan, Store, StoreError,
+    StoreResult,
 };
-use bson::{Bson, Document, RawDocument};
+use bson::{Bson, Document, RawDocument, RawDocumentBuf};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{
     params, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior,
@@ -160,13 +161,14 @@ impl SqliteStore {
 
     /// Up to `limit` documents after `after`, and whether the page stopped
     /// early at `PAGE_BYTES` (the scan is then not done).
-    fn fetch_page(
+    fn fetch_page<T>(
         &self,
         table: &str,
         order: &Order,
         after: Option<&(Vec<u8>, Vec<u8>)>,
         limit: u32,
-    ) -> StoreResult<(Vec<PageRow>, bool)> {
+        convert: fn(Vec<u8>) -> StoreResult<T>,
+    ) -> StoreResult<(Vec<PageRow<T>>, bool)> {
         let sql = page_sql(table, order, after.is_some());
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let (f, k) = match after {
@@ -185,12 +187,56 @@ impl SqliteStore {
         for row in rows {
             let (f, k, blob) = row?;
             bytes += blob.len();
-            page.push((f, k, decode(&blob)?));
+            page.push((f, k, convert(blob)?));
             if bytes >= PAGE_BYTES {
                 return Ok((page, true));
             }
         }
         Ok((page, false))
+    }
+
+    /// A scan of `ns` yielding `convert` of every stored document; `None`
+    /// when the collection does not exist.
+    fn scan_as<T>(
+        &self,
+        ns: &Ns,
+        scan: &Scan,
+        convert: fn(Vec<u8>) -> StoreResult<T>,
+    ) -> StoreResult<Option<SqliteScan<'_, T>>> {
+        let Some(id) = self.collection_id(ns)? else {
+            return Ok(None);
+        };
+        Ok(Some(SqliteScan {
+            store: self,
+            table: table(id),
+            order: scan.order.clone(),
+            after: scan.after.as_ref().map(|a| after_keys(&scan.order, a)),
+            batch_size: scan.batch_size.max(1),
+            buffer: VecDeque::new(),
+            done: false,
+            convert,
+        }))
+    }
+
+    /// Writes one document given as its BSON bytes; the `_id` is decoded
+    /// only to name it in an error.
+    fn write_bytes(
+        &self,
+        ns: &Ns,
+        table: &str,
+        id: bson::RawBsonRef<'_>,
+        bytes: &[u8],
+        replace: bool,
+    ) -> StoreResult<()> {
+        let named = || Bson::try_from(id).ok();
+        if bytes.len() > MAX_DOCUMENT_BYTES {
+            return Err(too_large(ns, named().as_ref(), bytes.len()));
+        }
+        self.conn
+            .prepare_cached(&insert_sql(table, replace))?
+            .execute(params![raw_sort_key(Some(id)), bytes])
+            .map_err(|e| self.duplicate_or(e, ns, named().as_ref()))?;
+        Ok(())
     }
 
     fn stored_bytes(&self, table: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
@@ -216,16 +262,19 @@ impl SqliteStore {
         if bytes.len() > MAX_DOCUMENT_BYTES {
             return Err(too_large(ns, id, bytes.len()));
         }
-        let sql = if replace {
-            format!("INSERT INTO {table} (k, doc) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET doc = excluded.doc")
-        } else {
-            format!("INSERT INTO {table} (k, doc) VALUES (?1, ?2)")
-        };
         self.conn
-            .prepare_cached(&sql)?
+            .prepare_cached(&insert_sql(table, replace))?
             .execute(params![sort_key(id), bytes])
             .map_err(|e| self.duplicate_or(e, ns, id))?;
         Ok(())
+    }
+}
+
+fn insert_sql(table: &str, replace: bool) -> String {
+    if replace {
+        format!("INSERT INTO {table} (k, doc) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET doc = excluded.doc")
+    } else {
+        format!("INSERT INTO {table} (k, doc) VALUES (?1, ?2)")
     }
 }
 
@@ -398,19 +447,20 @@ impl Store for SqliteStore {
     }
 
     fn scan(&self, ns: &Ns, scan: &Scan) -> StoreResult<DocStream<'_>> {
-        let Some(id) = self.collection_id(ns)? else {
-            return Ok(Box::new(std::iter::empty()));
+        Ok(match self.scan_as(ns, scan, |blob| decode(&blob))? {
+            Some(rows) => Box::new(rows),
+            None => Box::new(std::iter::empty()),
+        })
+    }
+
+    fn scan_raw(&self, ns: &Ns, scan: &Scan) -> StoreResult<RawDocStream<'_>> {
+        let raw = |blob| {
+            RawDocumentBuf::from_bytes(blob).map_err(|e| StoreError::Encoding(e.to_string()))
         };
-        let after = scan.after.as_ref().map(|a| after_keys(&scan.order, a));
-        Ok(Box::new(SqliteScan {
-            store: self,
-            table: table(id),
-            order: scan.order.clone(),
-            after,
-            batch_size: scan.batch_size.max(1),
-            buffer: VecDeque::new(),
-            done: false,
-        }))
+        Ok(match self.scan_as(ns, scan, raw)? {
+            Some(rows) => Box::new(rows),
+            None => Box::new(std::iter::empty()),
+        })
     }
 
     fn get_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<Vec<Document>> {
@@ -447,6 +497,24 @@ impl Store for SqliteStore {
         let table = self.table_for_write(ns)?;
         for (doc, bytes) in refs.iter().zip(encoded) {
             self.write_encoded(ns, &table, doc.get("_id"), bytes, false)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn write_raw(&self, ns: &Ns, docs: &[RawDocumentBuf], upsert: bool) -> StoreResult<()> {
+        let tx = self.write_transaction()?;
+        let table = self.table_for_write(ns)?;
+        for doc in docs {
+            let id = doc
+                .get("_id")
+                .map_err(|e| StoreError::Encoding(e.to_string()))?;
+            let Some(id) = id else {
+                return Err(StoreError::Encoding(
+                    "a document to write has no _id".into(),
+                ));
+            };
+            self.write_bytes(ns, &table, id, doc.as_bytes(), upsert)?;
         }
         tx.commit()?;
         Ok(())
@@ -626,18 +694,20 @@ impl Store for SqliteStore {
 }
 
 /// One row of a page: the sort key of the ordered field, the `_id` key, the document.
-type PageRow = (Vec<u8>, Vec<u8>, Document);
+type PageRow<T> = (Vec<u8>, Vec<u8>, T);
 
 /// Pages through a table by keyset: each page starts strictly after the last
 /// row of the one before, so no statement stays open between pages.
-struct SqliteScan<'a> {
+/// It yields `T`: documents decoded, or their bytes.
+struct SqliteScan<'a, T> {
     store: &'a SqliteStore,
     table: String,
     order: Order,
     after: Option<(Vec<u8>, Vec<u8>)>,
     batch_size: u32,
-    buffer: VecDeque<Document>,
+    buffer: VecDeque<T>,
     done: bool,
+    convert: fn(Vec<u8>) -> StoreResult<T>,
 }
 
 /// A page of a scan stops after this many bytes of documents, whatever its
@@ -645,8 +715,8 @@ struct SqliteScan<'a> {
 /// 300 MB.
 const PAGE_BYTES: usize = 4 * 1024 * 1024;
 
-impl Iterator for SqliteScan<'_> {
-    type Item = StoreResult<Document>;
+impl<T> Iterator for SqliteScan<'_, T> {
+    type Item = StoreResult<T>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.buffer.is_empty() && !self.done {
@@ -655,6 +725,7 @@ impl Iterator for SqliteScan<'_> {
                 &self.order,
                 self.after.as_ref(),
                 self.batch_size,
+                self.convert,
             ) {
                 Ok(page) => page,
                 Err(e) => {

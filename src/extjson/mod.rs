@@ -8,6 +8,9 @@
 use bson::{Bson, Document};
 use serde_json::{Map, Value};
 
+mod raw;
+pub use raw::{parse_line_raw, to_line_raw};
+
 /// Why a line of Extended JSON could not become a document.
 #[derive(Debug, thiserror::Error)]
 pub enum ExtJsonError {
@@ -20,6 +23,9 @@ pub enum ExtJsonError {
     /// The top level of a line must be an object, since a line is one document.
     #[error("a line must hold one JSON object, found {0}")]
     NotAnObject(&'static str),
+    /// The document cannot be written as BSON (a key holding a NUL byte).
+    #[error("cannot be stored as BSON: {0}")]
+    Bson(#[from] bson::ser::Error),
 }
 
 /// Converts one value to relaxed Extended JSON that reads back to the same type.
