@@ -444,7 +444,7 @@ fn check_training_plan(
             render_id(id)
         )),
         (Some(w), Some(g)) => {
-            if w.get("client_context").map(strip_meta) != g.get("client_context").map(strip_meta) {
+            if !same_but_meta(w.get("client_context"), g.get("client_context")) {
                 paths.push(format!(
                     "services.training.snapshots[{}].client_context",
                     g.get_str("snapshot_id").unwrap_or("?")
@@ -491,16 +491,20 @@ fn differing_fields(want: &Document, got: &Document, prefix: &str) -> Vec<String
         .collect()
 }
 
-/// The snapshot context without its `meta` (ids and versions differ when a
-/// drawer already held snapshots of the new system; the validator checks those).
-fn strip_meta(context: &Bson) -> Bson {
-    match context {
-        Bson::Document(d) => {
-            let mut d = d.clone();
-            d.remove("meta");
-            Bson::Document(d)
+/// Whether two snapshot contexts are equal but for their `meta` (ids and
+/// versions differ when a drawer already held snapshots of the new system;
+/// the validator checks those). Equal as `Bson`'s `==` has it (fields in any
+/// order), without copying the contexts to drop `meta` from them.
+fn same_but_meta(a: Option<&Bson>, b: Option<&Bson>) -> bool {
+    match (a, b) {
+        (Some(Bson::Document(a)), Some(Bson::Document(b))) => {
+            let fields = |d: &Document| d.keys().filter(|k| *k != "meta").count();
+            fields(a) == fields(b)
+                && a.iter()
+                    .filter(|(k, _)| *k != "meta")
+                    .all(|(k, v)| b.get(k) == Some(v))
         }
-        other => other.clone(),
+        (a, b) => a == b,
     }
 }
 
@@ -558,6 +562,51 @@ mod tests {
     use super::*;
     use crate::drawer::{build, BuildOptions, LegacyUser};
     use bson::{doc, DateTime};
+
+    /// The comparison `same_but_meta` replaced: copy both, drop `meta`, `==`.
+    fn stripped_equal(a: Option<&Bson>, b: Option<&Bson>) -> bool {
+        let strip = |v: &Bson| match v {
+            Bson::Document(d) => {
+                let mut d = d.clone();
+                d.remove("meta");
+                Bson::Document(d)
+            }
+            other => other.clone(),
+        };
+        a.map(strip) == b.map(strip)
+    }
+
+    #[test]
+    fn contexts_compare_as_they_did_when_copied_without_meta() {
+        let contexts = [
+            Bson::from(doc! {"a": 1, "meta": {"v": 1}}),
+            Bson::from(doc! {"a": 1, "meta": {"v": 2}}),
+            Bson::from(doc! {"meta": 3, "a": 1}),
+            Bson::from(doc! {"a": 1}),
+            Bson::from(doc! {"a": 2, "meta": {"v": 1}}),
+            Bson::from(doc! {"b": 1, "a": 1}),
+            Bson::from(doc! {"a": 1, "b": 1, "meta": null}),
+            Bson::from(doc! {"a": 1, "b": 1.5}),
+            Bson::from(doc! {"a": {"meta": 1}}),
+            Bson::from(doc! {"a": {"meta": 2}}),
+            Bson::from(doc! {}),
+            Bson::from(doc! {"meta": 1}),
+            Bson::from("text"),
+            Bson::Null,
+        ];
+        for a in contexts.iter().map(Some).chain([None]) {
+            for b in contexts.iter().map(Some).chain([None]) {
+                assert_eq!(same_but_meta(a, b), stripped_equal(a, b), "{a:?} vs {b:?}");
+            }
+        }
+        let with = Bson::from(doc! {"a": 1, "meta": {"v": 1}});
+        let other_meta = Bson::from(doc! {"meta": {"v": 9}, "a": 1});
+        assert!(same_but_meta(Some(&with), Some(&other_meta)));
+        assert!(!same_but_meta(
+            Some(&with),
+            Some(&Bson::from(doc! {"a": 2}))
+        ));
+    }
 
     fn user() -> LegacyUser {
         let at = |ms: i64| DateTime::from_millis(1_730_000_000_000 + ms);
