@@ -39,6 +39,10 @@ const LISTED: usize = 200;
 const BATCH: usize = 500;
 /// Users checked together on all cores (a divisor of `BATCH`).
 const CHUNK: usize = 100;
+/// Documents (legacy, drawers, archived snapshots) a chunk holds at most:
+/// a user of the varied bench shape has twice the documents of a default
+/// one, and 100 of them per chunk took a validation's peak RSS to 291 MB.
+const CHUNK_DOCUMENTS: usize = 1_000;
 
 /// Minimum match rates, from the plan (section 6): questionnaires and
 /// follow-ups 95 %, plans 90 %.
@@ -333,6 +337,7 @@ fn read_all(
         partition.is_none_or(|(i, n)| home_partition(user_id.unwrap_or(&Bson::Null), n) == i)
     };
     let mut users = 0;
+    let mut held = 0;
     let mut chunk: Vec<Item> = Vec::with_capacity(CHUNK);
     for group in PerUser::open(store, sources.each_ref(), 1000, None)? {
         let group = group?;
@@ -340,6 +345,7 @@ fn read_all(
         let stored = drawers.claim(uid, &mut |d| {
             if mine(d.get("user_id")) {
                 let archived = archived_of(store, config, Some(&d))?;
+                held += 1 + archived.len();
                 chunk.push(Item::Orphan(d, archived));
             }
             Ok(())
@@ -347,11 +353,13 @@ fn read_all(
         users += 1;
         if mine(Some(&group.user_id)) {
             let archived = archived_of(store, config, stored.as_ref())?;
+            held += group.len() + usize::from(stored.is_some()) + archived.len();
             chunk.push(Item::User(Box::new(group), stored, archived));
         } else {
             emit(Read::Elsewhere(group.len() as u64))?;
         }
-        if chunk.len() >= CHUNK || users % BATCH == 0 {
+        if chunk.len() >= CHUNK || held >= CHUNK_DOCUMENTS || users % BATCH == 0 {
+            held = 0;
             emit(Read::Chunk(std::mem::replace(
                 &mut chunk,
                 Vec::with_capacity(CHUNK),
