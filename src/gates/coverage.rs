@@ -130,17 +130,8 @@ mod tests {
     use super::*;
 
     fn run(command: &str, partition: Option<&str>, outcome: &str, t: u32) -> RunRecord {
-        let mut r = RunRecord::start(
-            &format!("run-{t}"),
-            command,
-            "all",
-            partition.map(str::to_string),
-            &crate::store::sqlite::SqliteStore::open(":memory:").unwrap(),
-            Utc::now(),
-        );
-        r.outcome = outcome.into();
+        let mut r = RunRecord::sample(command, partition, outcome, t);
         r.tally.writes = 1;
-        r.started_at = format!("2026-01-01T00:00:{t:02}Z");
         r.ended_at = Some(format!("2026-01-01T00:00:{:02}Z", t + 1));
         r
     }

@@ -285,17 +285,7 @@ mod tests {
     use super::*;
 
     fn run(command: &str, partition: Option<&str>, outcome: &str, t: u32) -> RunRecord {
-        let mut r = RunRecord::start(
-            &format!("run-{t}"),
-            command,
-            "all",
-            partition.map(str::to_string),
-            &crate::store::sqlite::SqliteStore::open(":memory:").unwrap(),
-            Utc::now(),
-        );
-        r.outcome = outcome.into();
-        r.started_at = format!("2026-01-01T00:00:{t:02}Z");
-        r
+        RunRecord::sample(command, partition, outcome, t)
     }
 
     #[test]

@@ -118,6 +118,28 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// A finished-looking record for the unit tests of what reads the run
+    /// history: `run-<t>`, started at second `t` of 2026.
+    #[cfg(test)]
+    pub(crate) fn sample(
+        command: &str,
+        partition: Option<&str>,
+        outcome: &str,
+        t: u32,
+    ) -> RunRecord {
+        let mut r = RunRecord::start(
+            &format!("run-{t}"),
+            command,
+            "all",
+            partition.map(str::to_string),
+            &crate::store::sqlite::SqliteStore::open(":memory:").expect("an in-memory store"),
+            Utc::now(),
+        );
+        r.outcome = outcome.into();
+        r.started_at = format!("2026-01-01T00:00:{t:02}Z");
+        r
+    }
+
     /// A new record for a run that is starting.
     pub fn start(
         run_id: &str,
