@@ -318,13 +318,7 @@ fn write_raw_batch(
     batch: &mut Vec<RawDocumentBuf>,
     upsert: bool,
 ) -> CommandResult<u64> {
-    if batch.is_empty() {
-        return Ok(0);
-    }
-    store.write_raw(ns, batch, upsert).map_err(name_the_flags)?;
-    let n = batch.len() as u64;
-    batch.clear();
-    Ok(n)
+    write_and_clear(batch, |docs| store.write_raw(ns, docs, upsert))
 }
 
 /// Writes and empties one batch; shared with the dump import so both
@@ -335,15 +329,25 @@ pub(crate) fn write_batch(
     batch: &mut Vec<bson::Document>,
     upsert: bool,
 ) -> CommandResult<u64> {
+    write_and_clear(batch, |docs| {
+        if upsert {
+            store.upsert_many(ns, docs)
+        } else {
+            store.insert_many(ns, docs)
+        }
+    })
+}
+
+/// Writes a batch (nothing when it is empty), empties it and says how many
+/// documents it held.
+fn write_and_clear<T>(
+    batch: &mut Vec<T>,
+    write: impl FnOnce(&[T]) -> crate::store::StoreResult<()>,
+) -> CommandResult<u64> {
     if batch.is_empty() {
         return Ok(0);
     }
-    let result = if upsert {
-        store.upsert_many(ns, batch)
-    } else {
-        store.insert_many(ns, batch)
-    };
-    result.map_err(name_the_flags)?;
+    write(batch).map_err(name_the_flags)?;
     let n = batch.len() as u64;
     batch.clear();
     Ok(n)

@@ -118,8 +118,8 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// A finished-looking record for the unit tests of what reads the run
-    /// history: `run-<t>`, started at second `t` of 2026.
+    /// A record for the unit tests of what reads the run history: `run-<t>`,
+    /// of `command` with `outcome`, started at second `t` of 2026.
     #[cfg(test)]
     pub(crate) fn sample(
         command: &str,

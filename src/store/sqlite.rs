@@ -195,18 +195,18 @@ impl SqliteStore {
         Ok((page, false))
     }
 
-    /// A scan of `ns` yielding `convert` of every stored document; `None`
-    /// when the collection does not exist.
-    fn scan_as<T>(
+    /// A scan of `ns` yielding `convert` of every stored document (nothing
+    /// when the collection does not exist).
+    fn scan_as<T: 'static>(
         &self,
         ns: &Ns,
         scan: &Scan,
         convert: fn(Vec<u8>) -> StoreResult<T>,
-    ) -> StoreResult<Option<SqliteScan<'_, T>>> {
+    ) -> StoreResult<Box<dyn Iterator<Item = StoreResult<T>> + '_>> {
         let Some(id) = self.collection_id(ns)? else {
-            return Ok(None);
+            return Ok(Box::new(std::iter::empty()));
         };
-        Ok(Some(SqliteScan {
+        Ok(Box::new(SqliteScan {
             store: self,
             table: table(id),
             order: scan.order.clone(),
@@ -216,27 +216,6 @@ impl SqliteStore {
             done: false,
             convert,
         }))
-    }
-
-    /// Writes one document given as its BSON bytes; the `_id` is decoded
-    /// only to name it in an error.
-    fn write_bytes(
-        &self,
-        ns: &Ns,
-        table: &str,
-        id: bson::RawBsonRef<'_>,
-        bytes: &[u8],
-        replace: bool,
-    ) -> StoreResult<()> {
-        let named = || Bson::try_from(id).ok();
-        if bytes.len() > MAX_DOCUMENT_BYTES {
-            return Err(too_large(ns, named().as_ref(), bytes.len()));
-        }
-        self.conn
-            .prepare_cached(&insert_sql(table, replace))?
-            .execute(params![raw_sort_key(Some(id)), bytes])
-            .map_err(|e| self.duplicate_or(e, ns, named().as_ref()))?;
-        Ok(())
     }
 
     fn stored_bytes(&self, table: &str, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
@@ -259,13 +238,27 @@ impl SqliteStore {
         bytes: Vec<u8>,
         replace: bool,
     ) -> StoreResult<()> {
+        self.write_row(ns, table, sort_key(id), &bytes, replace, &|| id.cloned())
+    }
+
+    /// Writes one encoded document under `key`, the sort key of its `_id`;
+    /// `id` gives the `_id` to name in an error, only when there is one.
+    fn write_row(
+        &self,
+        ns: &Ns,
+        table: &str,
+        key: Vec<u8>,
+        bytes: &[u8],
+        replace: bool,
+        id: &dyn Fn() -> Option<Bson>,
+    ) -> StoreResult<()> {
         if bytes.len() > MAX_DOCUMENT_BYTES {
-            return Err(too_large(ns, id, bytes.len()));
+            return Err(too_large(ns, id().as_ref(), bytes.len()));
         }
         self.conn
             .prepare_cached(&insert_sql(table, replace))?
-            .execute(params![sort_key(id), bytes])
-            .map_err(|e| self.duplicate_or(e, ns, id))?;
+            .execute(params![key, bytes])
+            .map_err(|e| self.duplicate_or(e, ns, id().as_ref()))?;
         Ok(())
     }
 }
@@ -447,19 +440,12 @@ impl Store for SqliteStore {
     }
 
     fn scan(&self, ns: &Ns, scan: &Scan) -> StoreResult<DocStream<'_>> {
-        Ok(match self.scan_as(ns, scan, |blob| decode(&blob))? {
-            Some(rows) => Box::new(rows),
-            None => Box::new(std::iter::empty()),
-        })
+        self.scan_as(ns, scan, |blob| decode(&blob))
     }
 
     fn scan_raw(&self, ns: &Ns, scan: &Scan) -> StoreResult<RawDocStream<'_>> {
-        let raw = |blob| {
+        self.scan_as(ns, scan, |blob| {
             RawDocumentBuf::from_bytes(blob).map_err(|e| StoreError::Encoding(e.to_string()))
-        };
-        Ok(match self.scan_as(ns, scan, raw)? {
-            Some(rows) => Box::new(rows),
-            None => Box::new(std::iter::empty()),
         })
     }
 
@@ -508,13 +494,12 @@ impl Store for SqliteStore {
         for doc in docs {
             let id = doc
                 .get("_id")
-                .map_err(|e| StoreError::Encoding(e.to_string()))?;
-            let Some(id) = id else {
-                return Err(StoreError::Encoding(
-                    "a document to write has no _id".into(),
-                ));
-            };
-            self.write_bytes(ns, &table, id, doc.as_bytes(), upsert)?;
+                .map_err(|e| StoreError::Encoding(e.to_string()))?
+                .ok_or_else(no_id)?;
+            let key = raw_sort_key(Some(id));
+            self.write_row(ns, &table, key, doc.as_bytes(), upsert, &|| {
+                Bson::try_from(id).ok()
+            })?;
         }
         tx.commit()?;
         Ok(())
@@ -788,8 +773,11 @@ fn too_large(ns: &Ns, id: Option<&Bson>, bytes: usize) -> StoreError {
 }
 
 fn require_id(doc: &Document) -> StoreResult<&Bson> {
-    doc.get("_id")
-        .ok_or_else(|| StoreError::Encoding("a document to write has no _id".into()))
+    doc.get("_id").ok_or_else(no_id)
+}
+
+fn no_id() -> StoreError {
+    StoreError::Encoding("a document to write has no _id".into())
 }
 
 /// Encodes documents on all cores: for drawers of tens of kilobytes,
