@@ -447,7 +447,7 @@ pub struct MigrateArgs {
     /// Take only partition I of N (users split by hash), e.g. 0/4.
     #[arg(long, value_name = "I/N", value_parser = parse_partition)]
     pub partition: Option<(u32, u32)>,
-    /// Users per write batch (and per checkpoint).
+    /// Users per write batch (and per checkpoint); a batch also closes at 1,200 legacy documents.
     #[arg(long, env = "EDN_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
     /// Read at most this many legacy documents per second (be gentle with a production primary).

@@ -26,10 +26,23 @@ use std::time::{Duration, Instant};
 /// How many times a drawer that changed under us is re-read and rebuilt.
 const MAX_RETRIES: usize = 3;
 
+/// Legacy documents a batch holds at most, whatever its number of users.
+/// Users with many documents (the varied bench shape averages 19, the
+/// default 10) would otherwise make a batch of 100 users twice as large and
+/// push the peak memory of migrate over its 256 MB budget.
+const BATCH_DOCUMENTS: usize = 1_200;
+
+/// Whether a batch of `users` groups holding `documents` legacy documents
+/// is full.
+fn batch_full(pass: &Pass, users: usize, documents: usize) -> bool {
+    users >= pass.batch_size as usize || documents >= BATCH_DOCUMENTS
+}
+
 /// What one migrate pass needs besides the store and the configuration.
 #[derive(Debug, Clone)]
 pub struct Pass {
-    /// Users per write batch (and per checkpoint).
+    /// Users per write batch (and per checkpoint); a batch also closes at
+    /// `BATCH_DOCUMENTS` legacy documents.
     pub batch_size: u32,
     /// `(i, n)`: only users whose hash falls in partition `i` of `n`.
     pub partition: Option<(u32, u32)>,
@@ -82,6 +95,7 @@ pub fn run_pass(
         started: Instant::now(),
         batches: 0,
         pending: Vec::new(),
+        pending_documents: 0,
         dropper: None,
     };
     let mut consume = |group: Group| -> CommandResult<()> {
@@ -137,18 +151,23 @@ fn read_groups(
     let sources = sources(config);
     let after = after_user.map(Bson::from);
     let mut chunk = Vec::with_capacity(pass.batch_size as usize);
+    let mut documents = 0;
     for group in PerUser::open(store, sources.each_ref(), read_batch(pass), after.as_ref())? {
         match group {
-            Ok(group) => chunk.push(group),
+            Ok(group) => {
+                documents += group.len();
+                chunk.push(group);
+            }
             Err(e) => {
                 let _ = tx.send(Err(e));
                 return Ok(());
             }
         }
-        if chunk.len() >= pass.batch_size as usize
-            && tx.send(Ok(std::mem::take(&mut chunk))).is_err()
-        {
-            return Ok(()); // the engine stopped; it reports why
+        if batch_full(pass, chunk.len(), documents) {
+            documents = 0;
+            if tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
+                return Ok(()); // the engine stopped; it reports why
+            }
         }
     }
     let _ = tx.send(Ok(chunk));
@@ -280,6 +299,8 @@ struct Batcher<'a> {
     started: Instant,
     batches: u64,
     pending: Vec<Group>,
+    /// Legacy documents in `pending`.
+    pending_documents: usize,
     /// The thread freeing the previous batch's documents.
     dropper: Option<std::thread::JoinHandle<()>>,
 }
@@ -287,8 +308,10 @@ struct Batcher<'a> {
 impl Batcher<'_> {
     /// Queues a user's group; a full batch is built and written.
     fn push(&mut self, group: Group, run: &mut dyn Supervisor) -> CommandResult<()> {
+        self.pending_documents += group.len();
         self.pending.push(group);
-        if self.pending.len() >= self.pass.batch_size as usize {
+        if batch_full(self.pass, self.pending.len(), self.pending_documents) {
+            self.pending_documents = 0;
             let batch = std::mem::take(&mut self.pending);
             self.flush(batch, run)?;
         }
@@ -744,5 +767,34 @@ fn bson_string(value: &Bson) -> String {
         Bson::String(s) => s.clone(),
         Bson::Null => String::new(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pass(batch_size: u32) -> Pass {
+        Pass {
+            batch_size,
+            partition: None,
+            max_rate: None,
+            dry_run: false,
+            samples: 0,
+            build: BuildOptions::new(bson::DateTime::from_millis(0), "run"),
+        }
+    }
+
+    #[test]
+    fn a_batch_closes_at_its_user_count() {
+        assert!(!batch_full(&pass(100), 99, 990));
+        assert!(batch_full(&pass(100), 100, 1_000));
+    }
+
+    #[test]
+    fn a_batch_of_heavy_users_closes_at_the_document_cap() {
+        assert!(!batch_full(&pass(100), 40, BATCH_DOCUMENTS - 1));
+        assert!(batch_full(&pass(100), 40, BATCH_DOCUMENTS));
+        assert!(batch_full(&pass(100), 1, 5_000));
     }
 }
