@@ -630,33 +630,32 @@ fn sort_quarantine(q: &mut [Quarantined]) {
     q.sort_by(|a, b| (a.kind, id_key(&a.id), &a.reason).cmp(&(b.kind, id_key(&b.id), &b.reason)));
 }
 
+/// A submission's flat `responses`, or `empty` when it has none.
+fn responses_of<'a>(s: &Src<'a>, empty: &'a Document) -> &'a Document {
+    s.doc.get_document("responses").unwrap_or(empty)
+}
+
 fn questionnaires(ctx: &mut Ctx, map: &FieldMap, subs: &[Src<'_>]) {
     let (Some(first), Some(last)) = (subs.first(), subs.last()) else {
         return;
     };
     let empty = Document::new();
-    let responses = |s: &Src<'_>| -> Document {
-        s.doc
-            .get_document("responses")
-            .cloned()
-            .unwrap_or_else(|_| empty.clone())
-    };
     for s in subs {
-        let r = responses(s);
+        let r = responses_of(s, &empty);
         ctx.gen[index_of(SHARED)].push(Bson::Document(doc! {
             "submission_id": s.id(),
             "submitted_at": s.date(),
             "source": "nutrition_initial",
             "raw_payload": s.doc.clone(),
         }));
-        for key in map.unmapped_keys(&r) {
+        for key in map.unmapped_keys(r) {
             ctx.warn(
                 WarningKind::UnmappedField,
                 &s.key,
                 format!("responses.{key}"),
             );
         }
-        let (data, w) = initial_measurement_data(&r, &s.key);
+        let (data, w) = initial_measurement_data(r, &s.key);
         ctx.warnings.extend(w);
         ctx.gen[index_of(MEASUREMENTS)].push(Bson::Document(doc! {
             "measurement_id": format!("measure_migrated_{}", s.key),
@@ -674,7 +673,7 @@ fn questionnaires(ctx: &mut Ctx, map: &FieldMap, subs: &[Src<'_>]) {
         "submitted_at": first.date(),
         "version": "1.0.0",
         "schema_version": "questionnaire_training_v1",
-        "responses": map.to_blocks(&responses(first)),
+        "responses": map.to_blocks(responses_of(first, &empty)),
     };
     ctx.put(
         Put::Fill,
@@ -682,7 +681,7 @@ fn questionnaires(ctx: &mut Ctx, map: &FieldMap, subs: &[Src<'_>]) {
         Bson::Document(inicial),
     );
     ctx.put(Put::Fill, "services.training.enrolled_at", first.date());
-    let (profile, w) = profile_from_responses(&responses(last), &last.key);
+    let (profile, w) = profile_from_responses(responses_of(last, &empty), &last.key);
     ctx.warnings.extend(w);
     for (k, v) in profile {
         ctx.put(Put::Fill, &format!("profile.{k}"), v);
