@@ -35,14 +35,14 @@ impl V {
     }
 }
 
-fn entries(d: &Document, spec: ArraySpec, v: &mut V) -> Vec<Document> {
+fn entries<'a>(d: &'a Document, spec: ArraySpec, v: &mut V) -> Vec<&'a Document> {
     match path::get(d, spec.path) {
         None => Vec::new(),
         Some(Bson::Array(items)) => {
             let mut out = Vec::new();
             for (i, e) in items.iter().enumerate() {
                 match e.as_document() {
-                    Some(doc) => out.push(doc.clone()),
+                    Some(doc) => out.push(doc),
                     None => v.err(format!("{}[{i}]", spec.path), "entry is not an object"),
                 }
             }

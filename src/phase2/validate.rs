@@ -493,7 +493,7 @@ fn check_item(config: &Config, build: &BuildOptions, item: Item) -> Checked {
                 findings: Vec::new(),
             }
         }
-        Item::User(group, stored, archived) => check_user(config, build, &group, stored, &archived),
+        Item::User(group, stored, archived) => check_user(config, build, *group, stored, &archived),
     }
 }
 
@@ -501,24 +501,30 @@ fn check_item(config: &Config, build: &BuildOptions, item: Item) -> Checked {
 fn check_user(
     config: &Config,
     build: &BuildOptions,
-    group: &Group,
+    group: Group,
     stored: Option<Document>,
     archived: &[Document],
 ) -> Checked {
-    let (user, bad) = split(config, group);
+    let legacy_documents = group.len() as u64;
+    let Triaged {
+        user,
+        has_user,
+        bad,
+        rejected,
+    } = split(config, group);
     let mut checked = Checked {
-        legacy_documents: group.len() as u64,
+        legacy_documents,
         wanted: bad,
         drawer: None,
         orphan: false,
         user_id: String::new(),
         findings: Vec::new(),
     };
-    let all: Vec<(LegacyKind, &Document)> = Source::ALL
-        .iter()
-        .flat_map(|s| group.of(*s).iter().map(move |d| (s.kind(), d)))
+    let all: Vec<(LegacyKind, &Document)> = user
+        .documents()
+        .chain(rejected.iter().map(|(kind, d)| (*kind, d)))
         .collect();
-    let Some(user) = user else {
+    let Some(user) = has_user.then_some(&user) else {
         if let Some(d) = stored {
             let unexplained = unexplained_entries(&all, &d);
             let errors = drawer_errors(&d, archived, unexplained);
@@ -526,7 +532,7 @@ fn check_user(
         }
         return checked;
     };
-    let built = drawer::build(&user, None, build);
+    let built = drawer::build(user, None, build);
     let skip: Vec<Bson> = built.quarantine.iter().map(|q| q.id.clone()).collect();
     for q in &built.quarantine {
         checked.wanted.push((
@@ -539,7 +545,7 @@ fn check_user(
     let mut findings = compare_user(&refs, &built.drawer, stored.as_ref(), archived, &skip);
     if let Some(d) = stored {
         let mut errors = Vec::new();
-        for (path, origin) in derived_differences(&user, &d, build) {
+        for (path, origin) in derived_differences(user, &d, build) {
             let finding = match &origin {
                 Origin::Document(kind, key) => findings
                     .iter_mut()
@@ -656,30 +662,46 @@ fn spool_error(e: std::io::Error) -> CommandError {
     CommandError::io("spooling the warnings to a temporary file".to_string())(e)
 }
 
-/// A user's documents that pass triage (`None` when none do or there is no
-/// user), and the quarantine keys of the rest.
-fn split(
-    config: &Config,
-    group: &Group,
-) -> (Option<LegacyUser>, Vec<(LegacyKind, String, String)>) {
+/// A user's documents split by triage: those that pass, moved into a
+/// `LegacyUser`; the rest, with their quarantine keys.
+struct Triaged {
+    /// The documents that pass.
+    user: LegacyUser,
+    /// Whether there is a user to build a drawer for: an id, and documents
+    /// that pass.
+    has_user: bool,
+    /// The quarantine keys of the rest: kind, quarantine id, rendered id.
+    bad: Vec<(LegacyKind, String, String)>,
+    /// The documents that fail triage themselves.
+    rejected: Vec<(LegacyKind, Document)>,
+}
+
+fn split(config: &Config, mut group: Group) -> Triaged {
     let mut bad = Vec::new();
+    let mut rejected = Vec::new();
     let mut user = LegacyUser {
         user_id: group.user_id.as_str().unwrap_or_default().to_string(),
         ..LegacyUser::default()
     };
     for source in Source::ALL {
         let kind = source.kind();
-        for doc in group.of(source) {
-            if drawer::triage(kind, doc).is_err() {
+        for doc in std::mem::take(&mut group.docs[source as usize]) {
+            if drawer::triage(kind, &doc).is_err() {
                 let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
                 bad.push((kind, config.quarantine_id(kind, &id), render_id(&id)));
+                rejected.push((kind, doc));
             } else {
-                user.push(kind, doc.clone());
+                user.push(kind, doc);
             }
         }
     }
     let has_user = !user.user_id.is_empty() && user.documents().next().is_some();
-    (has_user.then_some(user), bad)
+    Triaged {
+        user,
+        has_user,
+        bad,
+        rejected,
+    }
 }
 
 fn archived_of(
