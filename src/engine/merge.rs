@@ -5,7 +5,7 @@
 //! large the collections are. Documents whose `user_id` is missing or null
 //! sort first and come out as one group with no user, for quarantine.
 
-use crate::drawer::LegacyKind;
+use crate::drawer::{self, LegacyKind, LegacyUser};
 use crate::store::keys::sort_key;
 use crate::store::{After, DocStream, Ns, Scan, Store, StoreResult};
 use bson::{Bson, Document};
@@ -66,6 +66,27 @@ impl Group {
     /// Whether the group holds no document.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Moves the documents into a `LegacyUser` named `user_id`, source by
+    /// source; those that fail `drawer::triage` come back aside, each with
+    /// its kind and the reason.
+    pub fn into_user(self, user_id: String) -> (LegacyUser, Vec<(LegacyKind, Document, String)>) {
+        let mut user = LegacyUser {
+            user_id,
+            ..LegacyUser::default()
+        };
+        let mut rejected = Vec::new();
+        for (source, docs) in Source::ALL.into_iter().zip(self.docs) {
+            let kind = source.kind();
+            for doc in docs {
+                match drawer::triage(kind, &doc) {
+                    Ok(()) => user.push(kind, doc),
+                    Err(reason) => rejected.push((kind, doc, reason)),
+                }
+            }
+        }
+        (user, rejected)
     }
 }
 

@@ -11,7 +11,7 @@
 use super::diff::diff_paths;
 use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, Built, LegacyKind, LegacyUser};
-use crate::engine::merge::{home_partition, Group, PerUser, Source};
+use crate::engine::merge::{home_partition, Group, PerUser};
 use crate::engine::plan::plan_write;
 use crate::error::{CommandError, CommandResult};
 use crate::run::record::{Checkpoint, Tally};
@@ -32,10 +32,11 @@ const MAX_RETRIES: usize = 3;
 /// push the peak memory of migrate over its 256 MB budget.
 const BATCH_DOCUMENTS: usize = 1_200;
 
-/// Whether a batch of `users` groups holding `documents` legacy documents
-/// is full.
-fn batch_full(pass: &Pass, users: usize, documents: usize) -> bool {
-    users >= pass.batch_size as usize || documents >= BATCH_DOCUMENTS
+/// Whether a batch of these groups is full: `batch_size` users, or
+/// `BATCH_DOCUMENTS` legacy documents.
+fn batch_full(pass: &Pass, groups: &[Group]) -> bool {
+    groups.len() >= pass.batch_size as usize
+        || groups.iter().map(Group::len).sum::<usize>() >= BATCH_DOCUMENTS
 }
 
 /// What one migrate pass needs besides the store and the configuration.
@@ -95,7 +96,6 @@ pub fn run_pass(
         started: Instant::now(),
         batches: 0,
         pending: Vec::new(),
-        pending_documents: 0,
         dropper: None,
     };
     let mut consume = |group: Group| -> CommandResult<()> {
@@ -151,23 +151,16 @@ fn read_groups(
     let sources = sources(config);
     let after = after_user.map(Bson::from);
     let mut chunk = Vec::with_capacity(pass.batch_size as usize);
-    let mut documents = 0;
     for group in PerUser::open(store, sources.each_ref(), read_batch(pass), after.as_ref())? {
         match group {
-            Ok(group) => {
-                documents += group.len();
-                chunk.push(group);
-            }
+            Ok(group) => chunk.push(group),
             Err(e) => {
                 let _ = tx.send(Err(e));
                 return Ok(());
             }
         }
-        if batch_full(pass, chunk.len(), documents) {
-            documents = 0;
-            if tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
-                return Ok(()); // the engine stopped; it reports why
-            }
+        if batch_full(pass, &chunk) && tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
+            return Ok(()); // the engine stopped; it reports why
         }
     }
     let _ = tx.send(Ok(chunk));
@@ -299,8 +292,6 @@ struct Batcher<'a> {
     started: Instant,
     batches: u64,
     pending: Vec<Group>,
-    /// Legacy documents in `pending`.
-    pending_documents: usize,
     /// The thread freeing the previous batch's documents.
     dropper: Option<std::thread::JoinHandle<()>>,
 }
@@ -308,10 +299,8 @@ struct Batcher<'a> {
 impl Batcher<'_> {
     /// Queues a user's group; a full batch is built and written.
     fn push(&mut self, group: Group, run: &mut dyn Supervisor) -> CommandResult<()> {
-        self.pending_documents += group.len();
         self.pending.push(group);
-        if batch_full(self.pass, self.pending.len(), self.pending_documents) {
-            self.pending_documents = 0;
+        if batch_full(self.pass, &self.pending) {
             let batch = std::mem::take(&mut self.pending);
             self.flush(batch, run)?;
         }
@@ -381,28 +370,20 @@ impl Batcher<'_> {
 
     /// Sends documents that fail triage to quarantine; the rest, per user.
     fn split(&self, groups: Vec<Group>, writes: &mut Writes, tally: &mut Tally) {
-        for mut group in groups {
+        for group in groups {
             tally.documents += group.len() as u64;
-            let mut user = LegacyUser {
-                user_id: bson_string(&group.user_id),
-                ..LegacyUser::default()
-            };
-            for source in Source::ALL {
-                let kind = source.kind();
-                for doc in std::mem::take(&mut group.docs[source as usize]) {
-                    if let Err(reason) = drawer::triage(kind, &doc) {
-                        writes.quarantine.push(self.quarantine_doc(
-                            kind,
-                            doc.get("_id"),
-                            doc.get("user_id"),
-                            &reason,
-                        ));
-                        continue;
-                    }
-                    user.push(kind, doc);
-                }
+            let named = is_user(&group);
+            let user_id = bson_string(&group.user_id);
+            let (user, rejected) = group.into_user(user_id);
+            for (kind, doc, reason) in rejected {
+                writes.quarantine.push(self.quarantine_doc(
+                    kind,
+                    doc.get("_id"),
+                    doc.get("user_id"),
+                    &reason,
+                ));
             }
-            if is_user(&group) {
+            if named {
                 tally.users += 1;
                 writes.users.push(user);
             }
@@ -785,16 +766,25 @@ mod tests {
         }
     }
 
+    /// `users` groups of `each` follow-ups.
+    fn groups(users: usize, each: usize) -> Vec<Group> {
+        let group = Group {
+            user_id: Bson::from("u"),
+            docs: [vec![], vec![Document::new(); each], vec![], vec![]],
+        };
+        vec![group; users]
+    }
+
     #[test]
     fn a_batch_closes_at_its_user_count() {
-        assert!(!batch_full(&pass(100), 99, 990));
-        assert!(batch_full(&pass(100), 100, 1_000));
+        assert!(!batch_full(&pass(100), &groups(99, 10)));
+        assert!(batch_full(&pass(100), &groups(100, 10)));
     }
 
     #[test]
     fn a_batch_of_heavy_users_closes_at_the_document_cap() {
-        assert!(!batch_full(&pass(100), 40, BATCH_DOCUMENTS - 1));
-        assert!(batch_full(&pass(100), 40, BATCH_DOCUMENTS));
-        assert!(batch_full(&pass(100), 1, 5_000));
+        assert!(!batch_full(&pass(100), &groups(1, BATCH_DOCUMENTS - 1)));
+        assert!(batch_full(&pass(100), &groups(40, BATCH_DOCUMENTS / 40)));
+        assert!(batch_full(&pass(100), &groups(1, 5_000)));
     }
 }

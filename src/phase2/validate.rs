@@ -17,7 +17,7 @@ use super::compare::{
 use super::warnings::WarningLog;
 use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, LegacyKind, LegacyUser};
-use crate::engine::merge::{home_partition, Group, PerUser, Source};
+use crate::engine::merge::{home_partition, Group, PerUser};
 use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
 use crate::run::record::all_runs;
@@ -522,7 +522,7 @@ fn check_user(
     };
     let all: Vec<(LegacyKind, &Document)> = user
         .documents()
-        .chain(rejected.iter().map(|(kind, d)| (*kind, d)))
+        .chain(rejected.iter().map(|(kind, d, _)| (*kind, d)))
         .collect();
     let Some(user) = has_user.then_some(&user) else {
         if let Some(d) = stored {
@@ -673,28 +673,19 @@ struct Triaged {
     /// The quarantine keys of the rest: kind, quarantine id, rendered id.
     bad: Vec<(LegacyKind, String, String)>,
     /// The documents that fail triage themselves.
-    rejected: Vec<(LegacyKind, Document)>,
+    rejected: Vec<(LegacyKind, Document, String)>,
 }
 
-fn split(config: &Config, mut group: Group) -> Triaged {
-    let mut bad = Vec::new();
-    let mut rejected = Vec::new();
-    let mut user = LegacyUser {
-        user_id: group.user_id.as_str().unwrap_or_default().to_string(),
-        ..LegacyUser::default()
-    };
-    for source in Source::ALL {
-        let kind = source.kind();
-        for doc in std::mem::take(&mut group.docs[source as usize]) {
-            if drawer::triage(kind, &doc).is_err() {
-                let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
-                bad.push((kind, config.quarantine_id(kind, &id), render_id(&id)));
-                rejected.push((kind, doc));
-            } else {
-                user.push(kind, doc);
-            }
-        }
-    }
+fn split(config: &Config, group: Group) -> Triaged {
+    let user_id = group.user_id.as_str().unwrap_or_default().to_string();
+    let (user, rejected) = group.into_user(user_id);
+    let bad = rejected
+        .iter()
+        .map(|(kind, doc, _)| {
+            let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
+            (*kind, config.quarantine_id(*kind, &id), render_id(&id))
+        })
+        .collect();
     let has_user = !user.user_id.is_empty() && user.documents().next().is_some();
     Triaged {
         user,
