@@ -199,6 +199,36 @@ fn dual_writes_between_read_and_write_survive(inner: Box<dyn Store>, config: Con
         ids.iter().any(|id| id.starts_with("followup_")),
         "the migration's additions are there: {ids:?}"
     );
+    // The first build moved U15's documents into a drawer that was never
+    // written; the rebuild read them again, whole.
+    let mut payloads = 0;
+    for entry in drawer
+        .get_document("services")
+        .unwrap()
+        .get_array("shared_questionnaires")
+        .unwrap()
+        .iter()
+        .filter_map(Bson::as_document)
+    {
+        let coll = match entry.get_str("source") {
+            Ok("nutrition_initial") => &config.submissions,
+            Ok("followup") => &config.followups,
+            _ => continue,
+        };
+        let id = entry.get("submission_id").unwrap().clone();
+        if id.as_str() == Some("submission_dualwrite_race") {
+            continue; // the application's own entry
+        }
+        let legacy = store.get_many(&config.legacy(coll), &[id]).unwrap();
+        assert_eq!(legacy.len(), 1);
+        assert_eq!(
+            entry.get_document("raw_payload").unwrap(),
+            &legacy[0],
+            "the raw payload is the whole legacy document"
+        );
+        payloads += 1;
+    }
+    assert!(payloads >= 2, "U15 has a questionnaire and a follow-up");
     let run = drawer
         .get_document("meta")
         .unwrap()

@@ -50,16 +50,20 @@ fn index_of(spec: ArraySpec) -> usize {
     ARRAYS.iter().position(|a| *a == spec).unwrap_or(0)
 }
 
-/// A legacy document that passed triage, with its sort key.
-struct Src<'a> {
+/// A legacy document that passed triage, with its sort key. The builder
+/// owns it so the drawer can take its content instead of a copy; what is
+/// read after that (`_id`, size) is kept beside it.
+struct Src {
     millis: i64,
     key: String,
-    doc: &'a Document,
+    id: Bson,
+    bytes: usize,
+    doc: Document,
 }
 
-impl Src<'_> {
+impl Src {
     fn id(&self) -> Bson {
-        self.doc.get("_id").cloned().unwrap_or(Bson::Null)
+        self.id.clone()
     }
     /// The document's ordering date as a BSON date, whatever type it had
     /// (triage only lets through documents whose date parses).
@@ -72,22 +76,26 @@ impl Src<'_> {
             None => Bson::Null,
         }
     }
+    /// The whole document, moved out (the source is empty afterwards).
+    fn take(&mut self) -> Document {
+        std::mem::take(&mut self.doc)
+    }
 }
 
 fn doc_bytes(d: &Document) -> Vec<u8> {
     bson::to_vec(d).unwrap_or_default()
 }
 
-fn accept<'a>(
+fn accept(
     kind: LegacyKind,
-    docs: &'a [Document],
+    docs: Vec<Document>,
     user_id: &str,
     quarantine: &mut Vec<Quarantined>,
-) -> Vec<Src<'a>> {
-    let mut out: Vec<Src<'a>> = Vec::new();
+) -> Vec<Src> {
+    let mut out: Vec<Src> = Vec::new();
     for d in docs {
         let id = d.get("_id").cloned().unwrap_or(Bson::Null);
-        if let Err(reason) = triage(kind, d) {
+        if let Err(reason) = triage(kind, &d) {
             quarantine.push(Quarantined { kind, id, reason });
             continue;
         }
@@ -101,7 +109,9 @@ fn accept<'a>(
         }
         out.push(Src {
             millis: date_millis(d.get(kind.date_field())).unwrap_or(0),
-            key: doc_id_key(d),
+            key: doc_id_key(&d),
+            id,
+            bytes: bytes(&d),
             doc: d,
         });
     }
@@ -109,9 +119,9 @@ fn accept<'a>(
     out.sort_by(|a, b| {
         a.key
             .cmp(&b.key)
-            .then_with(|| doc_bytes(a.doc).cmp(&doc_bytes(b.doc)))
+            .then_with(|| doc_bytes(&a.doc).cmp(&doc_bytes(&b.doc)))
     });
-    let mut kept: Vec<Src<'a>> = Vec::with_capacity(out.len());
+    let mut kept: Vec<Src> = Vec::with_capacity(out.len());
     for s in out {
         if kept.last().is_some_and(|k| k.key == s.key) {
             quarantine.push(Quarantined {
@@ -292,18 +302,28 @@ impl Ctx {
 }
 
 /// Builds the drawer for one user. Never panics on bad data: documents that
-/// can't be mapped come back in `quarantine`.
+/// can't be mapped come back in `quarantine`. For a caller that keeps the
+/// user's documents; `build_owned` spares the copy.
 pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions) -> Built {
-    let uid = user.user_id.as_str();
+    build_owned(user.clone(), existing, opts)
+}
+
+/// [`build`], moving the user's documents into the drawer (its raw payloads,
+/// snapshots) instead of copying them: the drawer holds all of their
+/// content, and copying it was a sixth of a migration's time.
+pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOptions) -> Built {
+    let LegacyUser {
+        user_id,
+        submissions,
+        followups: followup_docs,
+        training_plans,
+        nutrition_plans,
+    } = user;
+    let uid = user_id.as_str();
     let did = drawer_id(uid);
     let mut quarantine = Vec::new();
     let map = FieldMap::builtin().ok();
-    let mut subs = accept(
-        LegacyKind::Submission,
-        &user.submissions,
-        uid,
-        &mut quarantine,
-    );
+    let mut subs = accept(LegacyKind::Submission, submissions, uid, &mut quarantine);
     if map.is_none() {
         for s in subs.drain(..) {
             quarantine.push(Quarantined {
@@ -313,16 +333,16 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
             });
         }
     }
-    let fups = accept(LegacyKind::Followup, &user.followups, uid, &mut quarantine);
-    let tplans = accept(
+    let mut fups = accept(LegacyKind::Followup, followup_docs, uid, &mut quarantine);
+    let mut tplans = accept(
         LegacyKind::TrainingPlan,
-        &user.training_plans,
+        training_plans,
         uid,
         &mut quarantine,
     );
-    let nplans = accept(
+    let mut nplans = accept(
         LegacyKind::NutritionPlan,
-        &user.nutrition_plans,
+        nutrition_plans,
         uid,
         &mut quarantine,
     );
@@ -373,7 +393,7 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
 
     if scope.questionnaires && !subs.is_empty() {
         if let Some(map) = map {
-            questionnaires(&mut ctx, map, &subs);
+            questionnaires(&mut ctx, map, &mut subs);
         }
     }
     let mut plan_stamps = Vec::new();
@@ -381,8 +401,8 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
     if scope.plans {
         plans(
             &mut ctx,
-            &tplans,
-            &nplans,
+            &mut tplans,
+            &mut nplans,
             opts,
             &mut plan_stamps,
             &mut quarantine,
@@ -390,7 +410,7 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
         );
     }
     if scope.followups {
-        followups(&mut ctx, &fups, &archived_context);
+        followups(&mut ctx, &mut fups, &archived_context);
     }
     for spec in [
         SHARED,
@@ -513,8 +533,6 @@ pub fn build(user: &LegacyUser, existing: Option<&Document>, opts: &BuildOptions
         m.migrated_at = Some(Bson::DateTime(opts.now));
         path::set(&mut d, "meta.migration", Bson::Document(m.to_document()));
         path::set(&mut d, "meta.updated_at", Bson::DateTime(opts.now));
-    } else if let Some(e) = existing {
-        d = e.clone();
     }
     if changed {
         let sources = [&subs, &fups, &tplans, &nplans];
@@ -548,7 +566,7 @@ fn bytes(d: &Document) -> usize {
 fn refuse_oversized(
     drawer: &Document,
     archived: &[Document],
-    sources: &[&Vec<Src<'_>>; 4],
+    sources: &[&Vec<Src>; 4],
     existing: Option<&Document>,
     mut quarantine: Vec<Quarantined>,
 ) -> Option<Built> {
@@ -563,16 +581,13 @@ fn refuse_oversized(
         LegacyKind::TrainingPlan,
         LegacyKind::NutritionPlan,
     ];
-    let docs: Vec<(LegacyKind, &Src<'_>)> = kinds
+    let docs: Vec<(LegacyKind, &Src)> = kinds
         .iter()
         .zip(sources.iter())
         .flat_map(|(k, list)| list.iter().map(move |s| (*k, s)))
         .collect();
     let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
-    let largest = docs
-        .iter()
-        .map(|(k, s)| (bytes(s.doc), *k, s.key.clone()))
-        .max();
+    let largest = docs.iter().map(|(k, s)| (s.bytes, *k, s.key.clone())).max();
     let named = largest.map_or_else(String::new, |(b, k, id)| {
         format!(
             " (largest document: {} {id}, {:.1} MiB)",
@@ -631,23 +646,28 @@ fn sort_quarantine(q: &mut [Quarantined]) {
 }
 
 /// A submission's flat `responses`, or `empty` when it has none.
-fn responses_of<'a>(s: &Src<'a>, empty: &'a Document) -> &'a Document {
+fn responses_of<'a>(s: &'a Src, empty: &'a Document) -> &'a Document {
     s.doc.get_document("responses").unwrap_or(empty)
 }
 
-fn questionnaires(ctx: &mut Ctx, map: &FieldMap, subs: &[Src<'_>]) {
+fn questionnaires(ctx: &mut Ctx, map: &FieldMap, subs: &mut [Src]) {
     let (Some(first), Some(last)) = (subs.first(), subs.last()) else {
         return;
     };
     let empty = Document::new();
-    for s in subs {
+    // Read from the first and the last before their content moves into the drawer.
+    let inicial = doc! {
+        "submission_id": first.id(),
+        "submitted_at": first.date(),
+        "version": "1.0.0",
+        "schema_version": "questionnaire_training_v1",
+        "responses": map.to_blocks(responses_of(first, &empty)),
+    };
+    let (first_date, last_date, first_key) = (first.date(), last.date(), first.key.clone());
+    let (profile, w) = profile_from_responses(responses_of(last, &empty), &last.key);
+    let several = subs.len() > 1;
+    for s in subs.iter_mut() {
         let r = responses_of(s, &empty);
-        ctx.gen[index_of(SHARED)].push(Bson::Document(doc! {
-            "submission_id": s.id(),
-            "submitted_at": s.date(),
-            "source": "nutrition_initial",
-            "raw_payload": s.doc.clone(),
-        }));
         for key in map.unmapped_keys(r) {
             ctx.warn(
                 WarningKind::UnmappedField,
@@ -664,30 +684,32 @@ fn questionnaires(ctx: &mut Ctx, map: &FieldMap, subs: &[Src<'_>]) {
             "source": format!("migrated_from_{}", s.key),
             "data": data,
         }));
+        ctx.gen[index_of(SHARED)].push(Bson::Document(doc! {
+            "submission_id": s.id(),
+            "submitted_at": s.date(),
+            "source": "nutrition_initial",
+            "raw_payload": s.take(),
+        }));
     }
-    if subs.len() > 1 {
-        ctx.warn(WarningKind::SeveralInitialSubmissions, &first.key, "");
+    if several {
+        ctx.warn(WarningKind::SeveralInitialSubmissions, &first_key, "");
     }
-    let inicial = doc! {
-        "submission_id": first.id(),
-        "submitted_at": first.date(),
-        "version": "1.0.0",
-        "schema_version": "questionnaire_training_v1",
-        "responses": map.to_blocks(responses_of(first, &empty)),
-    };
     ctx.put(
         Put::Fill,
         "services.training.questionnaires.inicial",
         Bson::Document(inicial),
     );
-    ctx.put(Put::Fill, "services.training.enrolled_at", first.date());
-    let (profile, w) = profile_from_responses(responses_of(last, &empty), &last.key);
+    ctx.put(
+        Put::Fill,
+        "services.training.enrolled_at",
+        first_date.clone(),
+    );
     ctx.warnings.extend(w);
     for (k, v) in profile {
         ctx.put(Put::Fill, &format!("profile.{k}"), v);
     }
-    ctx.put(Put::Fill, "profile.created_at", first.date());
-    ctx.put(Put::Fill, "profile.updated_at", last.date());
+    ctx.put(Put::Fill, "profile.created_at", first_date);
+    ctx.put(Put::Fill, "profile.updated_at", last_date);
 }
 
 /// Whether a plan is for the builder to version (no stamp, or the builder's own).
@@ -710,7 +732,7 @@ fn job_key(doc: &Document) -> Option<String> {
 /// nearest `generated_at` within the window (never across two different
 /// job ids); each nutrition plan used once. Ties: earlier training plan,
 /// then earlier nutrition plan (both already in canonical order).
-fn pair(t: &[&Src<'_>], n: &[&Src<'_>], window: i64) -> Vec<Option<usize>> {
+fn pair(t: &[&Src], n: &[&Src], window: i64) -> Vec<Option<usize>> {
     let mut of_t: Vec<Option<usize>> = vec![None; t.len()];
     let mut used = vec![false; n.len()];
     let mut candidates: Vec<(u8, i64, usize, usize)> = Vec::new();
@@ -718,7 +740,7 @@ fn pair(t: &[&Src<'_>], n: &[&Src<'_>], window: i64) -> Vec<Option<usize>> {
         for (ni, np) in n.iter().enumerate() {
             let dt = (i128::from(tp.millis) - i128::from(np.millis)).unsigned_abs();
             let dt = i64::try_from(dt).unwrap_or(i64::MAX);
-            match (job_key(tp.doc), job_key(np.doc)) {
+            match (job_key(&tp.doc), job_key(&np.doc)) {
                 (Some(a), Some(b)) if a == b => candidates.push((0, dt, ti, ni)),
                 (Some(_), Some(_)) => {}
                 _ if dt <= window => candidates.push((1, dt, ti, ni)),
@@ -736,30 +758,32 @@ fn pair(t: &[&Src<'_>], n: &[&Src<'_>], window: i64) -> Vec<Option<usize>> {
     of_t
 }
 
+/// Moves the plans' outputs into the snapshot (each plan is versioned once).
 fn snapshot_from_plans(
     user_id: &str,
     sid: &str,
     version: i32,
     previous: Bson,
-    t: &Src<'_>,
-    n: Option<&Src<'_>>,
+    t: &mut Src,
+    n: Option<&mut Src>,
 ) -> Document {
     let mut training = Document::new();
     for (i, name) in TRAINING_OUTPUTS.iter().enumerate() {
-        if let Some(v) = t.doc.get(*name) {
-            training.insert(*name, v.clone());
-        } else if let Some(v) = t.doc.get(format!("e{}_output", i + 1)) {
-            training.insert(*name, v.clone());
+        if let Some(v) = t.doc.get_mut(*name) {
+            training.insert(*name, std::mem::take(v));
+        } else if let Some(v) = t.doc.get_mut(format!("e{}_output", i + 1)) {
+            training.insert(*name, std::mem::take(v));
         }
     }
     let mut nutrition = Document::new();
-    if let Some(n) = n {
+    let n = n.map(|n| {
         for name in NUTRITION_OUTPUTS {
-            if let Some(v) = n.doc.get(name) {
-                nutrition.insert(name, v.clone());
+            if let Some(v) = n.doc.get_mut(name) {
+                nutrition.insert(name, std::mem::take(v));
             }
         }
-    }
+        &*n
+    });
     doc! {
         "snapshot_id": sid,
         "version": version,
@@ -779,7 +803,7 @@ fn snapshot_from_plans(
     }
 }
 
-fn stamp_if_needed(out: &mut Vec<PlanStamp>, kind: LegacyKind, s: &Src<'_>, sid: &str, did: &str) {
+fn stamp_if_needed(out: &mut Vec<PlanStamp>, kind: LegacyKind, s: &Src, sid: &str, did: &str) {
     let has = s.doc.get_str("snapshot_id").ok() == Some(sid)
         && s.doc.get_str("client_drawer_id").ok() == Some(did);
     if !has {
@@ -795,8 +819,8 @@ fn stamp_if_needed(out: &mut Vec<PlanStamp>, kind: LegacyKind, s: &Src<'_>, sid:
 #[allow(clippy::too_many_arguments)]
 fn plans(
     ctx: &mut Ctx,
-    tplans: &[Src<'_>],
-    nplans: &[Src<'_>],
+    tplans: &mut [Src],
+    nplans: &mut [Src],
     opts: &BuildOptions,
     stamps: &mut Vec<PlanStamp>,
     quarantine: &mut Vec<Quarantined>,
@@ -807,9 +831,18 @@ fn plans(
         .and_then(Bson::as_str)
         .map(str::to_owned)
         .unwrap_or_default();
-    let t: Vec<&Src<'_>> = tplans.iter().filter(|s| is_legacy(s.doc)).collect();
-    let n: Vec<&Src<'_>> = nplans.iter().filter(|s| is_legacy(s.doc)).collect();
-    let pairs = pair(&t, &n, opts.pairing_window_ms);
+    // Indices of the plans to version, into `tplans` and `nplans`.
+    let t: Vec<usize> = (0..tplans.len())
+        .filter(|&i| is_legacy(&tplans[i].doc))
+        .collect();
+    let n: Vec<usize> = (0..nplans.len())
+        .filter(|&i| is_legacy(&nplans[i].doc))
+        .collect();
+    let pairs = pair(
+        &t.iter().map(|&i| &tplans[i]).collect::<Vec<_>>(),
+        &n.iter().map(|&i| &nplans[i]).collect::<Vec<_>>(),
+        opts.pairing_window_ms,
+    );
 
     // Foreign snapshots before the migrated block stay first; the block follows.
     let snap_i = index_of(SNAPSHOTS);
@@ -842,14 +875,17 @@ fn plans(
         .unwrap_or(Bson::Null);
     let mut block = Vec::new();
     let mut sid_of_n: Vec<Option<String>> = vec![None; n.len()];
-    for (k, tp) in t.iter().enumerate() {
+    for (k, &ti) in t.iter().enumerate() {
         let version = i32::try_from(base.len() + k + 1).unwrap_or(i32::MAX);
         let sid = format!("{LEGACY_SNAPSHOT_PREFIX}{version}");
-        let np = pairs[k].map(|i| n[i]);
         if let Some(i) = pairs[k] {
             sid_of_n[i] = Some(sid.clone());
         }
+        let tp = &mut tplans[ti];
+        let np = pairs[k].map(|i| &mut nplans[n[i]]);
         let snap = snapshot_from_plans(&uid, &sid, version, previous.clone(), tp, np);
+        let tp = &tplans[ti];
+        let np = pairs[k].map(|i| &nplans[n[i]]);
         previous = Bson::from(sid.as_str());
         ctx.m.add(snap_i, Bson::from(sid.as_str()));
         if base_ids.contains(&sid) {
@@ -881,7 +917,7 @@ fn plans(
         all.extend(after);
         path::set(&mut ctx.d, SNAPSHOTS.path, Bson::Array(all));
     }
-    for (i, np) in n.iter().enumerate() {
+    for (i, np) in n.iter().map(|&i| &nplans[i]).enumerate() {
         if sid_of_n[i].is_none() {
             ctx.warn(WarningKind::UnpairedNutritionPlan, &np.key, "");
         }
@@ -902,10 +938,10 @@ fn plans(
         })
     };
     for (kind, list) in [
-        (LegacyKind::TrainingPlan, tplans),
-        (LegacyKind::NutritionPlan, nplans),
+        (LegacyKind::TrainingPlan, &*tplans),
+        (LegacyKind::NutritionPlan, &*nplans),
     ] {
-        for s in list.iter().filter(|s| !is_legacy(s.doc)) {
+        for s in list.iter().filter(|s| !is_legacy(&s.doc)) {
             let sid = s.doc.get_str("snapshot_id").unwrap_or_default().to_owned();
             let Some(version) = version_of(&sid) else {
                 quarantine.push(Quarantined {
@@ -962,13 +998,14 @@ fn snap_info(s: &Document) -> Option<SnapInfo> {
     })
 }
 
-fn followups(ctx: &mut Ctx, fups: &[Src<'_>], archived_context: &[Document]) {
+fn followups(ctx: &mut Ctx, fups: &mut [Src], archived_context: &[Document]) {
     let mut snaps: Vec<SnapInfo> = path::array_ref(&ctx.d, SNAPSHOTS.path)
         .iter()
         .filter_map(|s| s.as_document().and_then(snap_info))
         .collect();
     snaps.extend(archived_context.iter().filter_map(snap_info));
-    for f in fups {
+    let empty = Document::new();
+    for f in fups.iter_mut() {
         let prev_plan = match f.doc.get("previous_plan_id") {
             None | Some(Bson::Null) => None,
             Some(v) => Some(id_key(v)),
@@ -1018,12 +1055,8 @@ fn followups(ctx: &mut Ctx, fups: &[Src<'_>], archived_context: &[Document]) {
             "changes_perceived": f.field("changes_perceived"),
             "feedback": f.field("feedback"),
         }));
-        let measurements = f
-            .doc
-            .get_document("measurements")
-            .cloned()
-            .unwrap_or_default();
-        let (data, w) = followup_measurement_data(&measurements, &f.key);
+        let measurements = f.doc.get_document("measurements").unwrap_or(&empty);
+        let (data, w) = followup_measurement_data(measurements, &f.key);
         ctx.warnings.extend(w);
         ctx.gen[index_of(MEASUREMENTS)].push(Bson::Document(doc! {
             "measurement_id": format!("measure_followup_{}", f.key),
@@ -1036,7 +1069,7 @@ fn followups(ctx: &mut Ctx, fups: &[Src<'_>], archived_context: &[Document]) {
             "submission_id": f.id(),
             "submitted_at": f.date(),
             "source": "followup",
-            "raw_payload": f.doc.clone(),
+            "raw_payload": f.take(),
         }));
     }
 }

@@ -10,7 +10,7 @@ mod validate;
 use bson::{Bson, Document};
 
 pub use crate::mapping::{Warning, WarningKind};
-pub use build::build;
+pub use build::{build, build_owned};
 pub use undo::{added_by_migration, archive_ids_to_undo, stamps_to_undo, undo, Undo};
 pub use validate::{validate, ValidationError};
 

@@ -275,6 +275,30 @@ impl Planned {
     }
 }
 
+/// What is left of a user once their documents have moved into the
+/// drawer: their ids per collection, for the retry path to read them again.
+struct Sources {
+    user_id: String,
+    ids: Vec<(LegacyKind, Vec<Bson>)>,
+}
+
+impl Sources {
+    fn of(user: &LegacyUser) -> Sources {
+        let mut ids: Vec<(LegacyKind, Vec<Bson>)> = Vec::new();
+        for (kind, doc) in user.documents() {
+            let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
+            match ids.last_mut() {
+                Some((k, list)) if *k == kind => list.push(id),
+                _ => ids.push((kind, vec![id])),
+            }
+        }
+        Sources {
+            user_id: user.user_id.clone(),
+            ids,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Writes {
     drawers: Vec<PendingDrawer>,
@@ -326,18 +350,19 @@ impl Batcher<'_> {
         let mut writes = Writes::default();
         self.split(groups, &mut writes, &mut tally);
         let users = std::mem::take(&mut writes.users);
-        let existing = self.existing(&users)?;
-        let planned = build_all(&users, &existing, &self.pass.build);
-        for (user, planned) in users.iter().zip(planned) {
+        let sources: Vec<Sources> = users.iter().map(Sources::of).collect();
+        let existing = self.existing(&sources)?;
+        let planned = build_all(users, &existing, &self.pass.build);
+        for (user, planned) in sources.iter().zip(planned) {
             let found = existing.get(&drawer::drawer_id(&user.user_id));
-            self.account(user, found, planned, &mut writes, &mut tally);
+            self.account(&user.user_id, found, planned, &mut writes, &mut tally);
         }
         if !self.pass.dry_run {
             run.before_writes()?;
         }
-        self.write_drawers(&users, &mut writes, &mut tally)?;
+        self.write_drawers(&sources, &mut writes, &mut tally)?;
         self.write_side_effects(&mut writes, &mut tally)?;
-        self.discard((users, existing));
+        self.discard(existing);
         self.result.tally.absorb(&tally);
         self.batches += 1;
         if let Some(last_user_id) = last_user {
@@ -390,11 +415,16 @@ impl Batcher<'_> {
         }
     }
 
-    fn existing(&self, users: &[LegacyUser]) -> CommandResult<HashMap<String, Document>> {
-        let ids: Vec<Bson> = users
-            .iter()
-            .map(|u| Bson::from(drawer::drawer_id(&u.user_id)))
-            .collect();
+    fn existing(&self, users: &[Sources]) -> CommandResult<HashMap<String, Document>> {
+        self.existing_of(users.iter().map(|u| u.user_id.as_str()))
+    }
+
+    /// The stored drawers of these users, by drawer id.
+    fn existing_of<'u>(
+        &self,
+        user_ids: impl Iterator<Item = &'u str>,
+    ) -> CommandResult<HashMap<String, Document>> {
+        let ids: Vec<Bson> = user_ids.map(|u| Bson::from(drawer::drawer_id(u))).collect();
         let found = self.store.get_many(&self.config.drawers_ns(), &ids)?;
         Ok(found
             .into_iter()
@@ -405,7 +435,7 @@ impl Batcher<'_> {
     /// Counts a build and queues what it writes.
     fn account(
         &mut self,
-        user: &LegacyUser,
+        user_id: &str,
         found: Option<&Document>,
         planned: Planned,
         writes: &mut Writes,
@@ -422,7 +452,7 @@ impl Batcher<'_> {
             writes.quarantine.push(self.quarantine_doc(
                 q.kind,
                 Some(&q.id),
-                Some(&Bson::from(user.user_id.as_str())),
+                Some(&Bson::from(user_id)),
                 &q.reason,
             ));
         }
@@ -437,7 +467,7 @@ impl Batcher<'_> {
             tally.drawers_unchanged += 1;
             return;
         }
-        let id = drawer::drawer_id(&user.user_id);
+        let id = drawer::drawer_id(user_id);
         if planned.patch.is_none() {
             let bytes = planned.bytes;
             // Neither store takes it: say so and go on with the others; the
@@ -449,7 +479,7 @@ impl Batcher<'_> {
                 .or_default() += 1;
             return;
         }
-        self.keep_sample(user, found, built.created, planned.drawer());
+        self.keep_sample(user_id, found, built.created, planned.drawer());
         let Planned {
             built,
             patch: Some(patch),
@@ -474,7 +504,7 @@ impl Batcher<'_> {
     /// interesting case) over creations.
     fn keep_sample(
         &mut self,
-        user: &LegacyUser,
+        user_id: &str,
         found: Option<&Document>,
         created: bool,
         drawer: &Document,
@@ -489,7 +519,7 @@ impl Batcher<'_> {
             samples.pop();
         }
         let sample = Sample {
-            drawer_id: drawer::drawer_id(&user.user_id),
+            drawer_id: drawer::drawer_id(user_id),
             created,
             changes: diff_paths(found, drawer),
         };
@@ -507,7 +537,7 @@ impl Batcher<'_> {
     /// the run after the rest of the batch is written, naming it.
     fn write_drawers(
         &mut self,
-        users: &[LegacyUser],
+        users: &[Sources],
         writes: &mut Writes,
         tally: &mut Tally,
     ) -> CommandResult<()> {
@@ -558,22 +588,25 @@ impl Batcher<'_> {
         }
     }
 
+    /// Builds the lost drawers again, over what the store holds now, from
+    /// their users' documents read again (the first build moved them into
+    /// the drawer).
     fn rebuild(
         &mut self,
-        users: &[LegacyUser],
+        users: &[Sources],
         lost: &[String],
         writes: &mut Writes,
         tally: &mut Tally,
     ) -> CommandResult<()> {
-        let again: Vec<LegacyUser> = users
+        let again: Vec<&Sources> = users
             .iter()
             .filter(|u| lost.contains(&drawer::drawer_id(&u.user_id)))
-            .cloned()
             .collect();
-        let existing = self.existing(&again)?;
-        for user in &again {
+        let existing = self.existing_of(again.iter().map(|u| u.user_id.as_str()))?;
+        for sources in again {
+            let user = self.read_again(sources)?;
             let found = existing.get(&drawer::drawer_id(&user.user_id));
-            let built = drawer::build(user, found, &self.pass.build);
+            let built = drawer::build_owned(user, found, &self.pass.build);
             // Only the drawer is redone: warnings, stamps and quarantine were queued already.
             let built = Built {
                 warnings: Vec::new(),
@@ -581,9 +614,24 @@ impl Batcher<'_> {
                 plan_stamps: Vec::new(),
                 ..built
             };
-            self.account(user, found, plan(built, found), writes, tally);
+            self.account(&sources.user_id, found, plan(built, found), writes, tally);
         }
         Ok(())
+    }
+
+    /// A user's documents as the store holds them now.
+    fn read_again(&self, sources: &Sources) -> CommandResult<LegacyUser> {
+        let mut user = LegacyUser {
+            user_id: sources.user_id.clone(),
+            ..LegacyUser::default()
+        };
+        for (kind, ids) in &sources.ids {
+            let ns = self.config.legacy(self.config.collection_of(*kind));
+            for doc in self.store.get_many(&ns, ids)? {
+                user.push(*kind, doc);
+            }
+        }
+        Ok(user)
     }
 
     fn write_archive(&self, writes: &mut Writes, tally: &mut Tally) -> CommandResult<()> {
@@ -667,25 +715,32 @@ impl Batcher<'_> {
 /// building and planning are pure and dominate the run, so this is where
 /// threads pay.
 fn build_all(
-    users: &[LegacyUser],
+    users: Vec<LegacyUser>,
     existing: &HashMap<String, Document>,
     opts: &BuildOptions,
 ) -> Vec<Planned> {
-    let build = |u: &LegacyUser| {
+    let build = |u: LegacyUser| {
         let found = existing.get(&drawer::drawer_id(&u.user_id));
-        plan(drawer::build(u, found, opts), found)
+        plan(drawer::build_owned(u, found, opts), found)
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
     if threads < 2 || users.len() < 2 * threads {
-        return users.iter().map(build).collect();
+        return users.into_iter().map(build).collect();
     }
     let chunk = users.len().div_ceil(threads);
+    let mut parts = Vec::with_capacity(threads);
+    let mut rest = users;
+    while rest.len() > chunk {
+        let tail = rest.split_off(chunk);
+        parts.push(std::mem::replace(&mut rest, tail));
+    }
+    parts.push(rest);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = users
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(build).collect::<Vec<_>>()))
+        let workers: Vec<_> = parts
+            .into_iter()
+            .map(|part| scope.spawn(move || part.into_iter().map(build).collect::<Vec<_>>()))
             .collect();
         workers
             .into_iter()
@@ -697,7 +752,6 @@ fn build_all(
     })
 }
 
-/// What to tell the operator about a drawer the store refused.
 fn refusal(id: &str, e: StoreError) -> String {
     match e {
         StoreError::DuplicateKey { index, key, .. } => format!(
