@@ -238,15 +238,55 @@ pub enum Source {
     Drawer,
 }
 
+/// What finding a user's legacy documents by id needs, kept apart from the
+/// documents themselves so that they can move into a rebuild: each one's
+/// kind, id key and `_id`, and the submission the profile comes from.
+pub struct LegacyIds {
+    docs: Vec<(LegacyKind, String, Bson)>,
+    latest_submission: Option<String>,
+}
+
+impl LegacyIds {
+    /// The ids of these documents.
+    pub fn of(docs: &[(LegacyKind, &Document)]) -> LegacyIds {
+        LegacyIds {
+            docs: docs
+                .iter()
+                .map(|(k, d)| {
+                    let id = d.get("_id").cloned().unwrap_or(Bson::Null);
+                    (*k, crate::mapping::doc_id_key(d), id)
+                })
+                .collect(),
+            latest_submission: latest_submission(docs),
+        }
+    }
+
+    /// Whether a document of one of these kinds has this id key.
+    fn has(&self, kinds: &[LegacyKind], key: &str) -> bool {
+        self.docs
+            .iter()
+            .any(|(k, d, _)| kinds.contains(k) && d == key)
+    }
+
+    /// Whether the document of this kind and id key renders as `rendered`.
+    pub fn renders_as(&self, kind: LegacyKind, key: &str, rendered: &str) -> bool {
+        self.docs
+            .iter()
+            .any(|(k, d, id)| *k == kind && d == key && render_id(id) == rendered)
+    }
+}
+
 /// Which legacy document a drawer path is derived from. `docs` are the
 /// user's documents, `drawer` the drawer the builder derives (for the
 /// snapshot → plan link and which submission is `inicial`).
-pub fn source_of(path: &[Step], docs: &[(LegacyKind, &Document)], drawer: &Document) -> Source {
+pub fn source_of(path: &[Step], docs: &LegacyIds, drawer: &Document) -> Source {
     let find = |kinds: &[LegacyKind], key: &str| {
-        docs.iter()
-            .find(|(k, d)| kinds.contains(k) && crate::mapping::doc_id_key(d) == key)
-            .map(|(k, _)| Source::Document(*k, key.to_string()))
-            .unwrap_or(Source::Drawer)
+        docs.docs
+            .iter()
+            .find(|(k, d, _)| kinds.contains(k) && d == key)
+            .map_or(Source::Drawer, |(k, _, _)| {
+                Source::Document(*k, key.to_string())
+            })
     };
     let key = path.iter().find_map(|s| match s {
         Step::Key(k) => Some(crate::mapping::id_key(k)),
@@ -300,7 +340,7 @@ pub fn source_of(path: &[Step], docs: &[(LegacyKind, &Document)], drawer: &Docum
         {
             inicial_id.map_or(Source::Drawer, |id| find(&subs, &id))
         }
-        (f, _) if f.starts_with("profile.") => match latest_submission(docs) {
+        (f, _) if f.starts_with("profile.") => match docs.latest_submission.clone() {
             Some(id) => find(&subs, &id),
             None => Source::Drawer,
         },
@@ -326,11 +366,8 @@ fn latest_submission(docs: &[(LegacyKind, &Document)]) -> Option<String> {
 /// Entries the migration added to the stored drawer (its
 /// `meta.migration.added`) that no legacy document of the user explains any
 /// more: a misspelled collection, or documents deleted since.
-pub fn unexplained_entries(docs: &[(LegacyKind, &Document)], stored: &Document) -> Vec<String> {
-    let has = |kinds: &[LegacyKind], key: &str| {
-        docs.iter()
-            .any(|(k, d)| kinds.contains(k) && crate::mapping::doc_id_key(d) == key)
-    };
+pub fn unexplained_entries(docs: &LegacyIds, stored: &Document) -> Vec<String> {
+    let has = |kinds: &[LegacyKind], key: &str| docs.has(kinds, key);
     let added = match value_at_path(stored, "meta.migration.added") {
         Some(Bson::Array(items)) => items.as_slice(),
         _ => &[],
@@ -562,6 +599,48 @@ mod tests {
     use super::*;
     use crate::drawer::{build, BuildOptions, LegacyUser};
     use bson::{doc, DateTime};
+
+    #[test]
+    fn paths_are_traced_to_documents_by_their_ids_alone() {
+        let sub = |id: &str, millis: i64| {
+            doc! { "_id": id, "user_id": "u", "submitted_at": DateTime::from_millis(millis), "responses": {} }
+        };
+        let (early, late) = (sub("s1", 1_000), sub("s2", 2_000));
+        let plan = doc! { "_id": 7, "user_id": "u" };
+        let docs = [
+            (LegacyKind::Submission, &late),
+            (LegacyKind::Submission, &early),
+            (LegacyKind::TrainingPlan, &plan),
+        ];
+        let ids = LegacyIds::of(&docs);
+        let field = |f: &str| vec![Step::Field(f.to_string())];
+        let drawer = Document::new();
+        let profile = [field("profile"), field("edad")].concat();
+        assert_eq!(
+            source_of(&profile, &ids, &drawer),
+            Source::Document(LegacyKind::Submission, "s2".into()),
+            "the profile comes from the latest submission"
+        );
+        let plans = |key: Bson| {
+            let mut p = [field("services"), field("training"), field("plans")].concat();
+            p.push(Step::Key(key));
+            p
+        };
+        assert_eq!(
+            source_of(&plans(Bson::Int32(7)), &ids, &drawer),
+            Source::Document(
+                LegacyKind::TrainingPlan,
+                crate::mapping::id_key(&Bson::Int32(7))
+            )
+        );
+        assert_eq!(
+            source_of(&plans(Bson::Int32(8)), &ids, &drawer),
+            Source::Drawer,
+            "no plan 8"
+        );
+        assert!(ids.renders_as(LegacyKind::Submission, "s1", "s1"));
+        assert!(!ids.renders_as(LegacyKind::TrainingPlan, "s1", "s1"));
+    }
 
     /// The comparison `same_but_meta` replaced: copy both, drop `meta`, `==`.
     fn stripped_equal(a: Option<&Bson>, b: Option<&Bson>) -> bool {

@@ -12,7 +12,7 @@
 
 use super::compare::{
     compare_user, differing_paths, render_id, render_path, source_of, unexplained_entries, Family,
-    Finding, Source as Origin, Step,
+    Finding, LegacyIds, Source as Origin, Step,
 };
 use super::warnings::WarningLog;
 use crate::config::{own, Config};
@@ -520,19 +520,22 @@ fn check_user(
         user_id: String::new(),
         findings: Vec::new(),
     };
-    let all: Vec<(LegacyKind, &Document)> = user
-        .documents()
-        .chain(rejected.iter().map(|(kind, d, _)| (*kind, d)))
-        .collect();
-    let Some(user) = has_user.then_some(&user) else {
+    // The rebuild over the stored drawer takes the documents; what is looked
+    // up after it needs only their ids.
+    let refs: Vec<(LegacyKind, &Document)> = user.documents().collect();
+    let ids = LegacyIds::of(&refs);
+    let mut all = refs;
+    all.extend(rejected.iter().map(|(kind, d, _)| (*kind, d)));
+    let all = LegacyIds::of(&all);
+    if !has_user {
         if let Some(d) = stored {
             let unexplained = unexplained_entries(&all, &d);
             let errors = drawer_errors(&d, archived, unexplained);
             checked.drawer = Some((d, errors));
         }
         return checked;
-    };
-    let built = drawer::build(user, None, build);
+    }
+    let built = drawer::build(&user, None, build);
     let skip: Vec<Bson> = built.quarantine.iter().map(|q| q.id.clone()).collect();
     for q in &built.quarantine {
         checked.wanted.push((
@@ -543,13 +546,15 @@ fn check_user(
     }
     let refs: Vec<(LegacyKind, &Document)> = user.documents().collect();
     let mut findings = compare_user(&refs, &built.drawer, stored.as_ref(), archived, &skip);
+    drop(built);
+    checked.user_id = user.user_id.clone();
     if let Some(d) = stored {
         let mut errors = Vec::new();
-        for (path, origin) in derived_differences(user, &d, build) {
+        for (path, origin) in derived_differences(user, &ids, &d, build) {
             let finding = match &origin {
                 Origin::Document(kind, key) => findings
                     .iter_mut()
-                    .find(|x| x.kind == *kind && id_matches(&refs, *kind, key, &x.id)),
+                    .find(|x| x.kind == *kind && ids.renders_as(*kind, key, &x.id)),
                 Origin::Drawer => None,
             };
             match finding {
@@ -564,23 +569,8 @@ fn check_user(
         let errors = drawer_errors(&d, archived, errors);
         checked.drawer = Some((d, errors));
     }
-    checked.user_id = user.user_id.clone();
     checked.findings = findings;
     checked
-}
-
-/// Whether a finding's rendered id is the document with this id key.
-fn id_matches(
-    refs: &[(LegacyKind, &Document)],
-    kind: LegacyKind,
-    key: &str,
-    rendered: &str,
-) -> bool {
-    refs.iter().any(|(k, d)| {
-        *k == kind
-            && crate::mapping::doc_id_key(d) == key
-            && d.get("_id").map(render_id).as_deref() == Some(rendered)
-    })
 }
 
 /// Paths where a migration run would change the stored drawer (the parts
@@ -588,15 +578,15 @@ fn id_matches(
 /// document it comes from. Bookkeeping a run rewrites anyway (its run id,
 /// clock, `updated_at`) is left out.
 fn derived_differences(
-    user: &LegacyUser,
+    user: LegacyUser,
+    ids: &LegacyIds,
     stored: &Document,
     build: &BuildOptions,
 ) -> Vec<(String, Origin)> {
-    let rebuilt = drawer::build(user, Some(stored), build);
+    let rebuilt = drawer::build_owned(user, Some(stored), build);
     if !rebuilt.changed {
         return Vec::new();
     }
-    let refs: Vec<(LegacyKind, &Document)> = user.documents().collect();
     let bookkeeping = [
         "meta.updated_at",
         "meta.migration.run_id",
@@ -613,7 +603,7 @@ fn derived_differences(
     paths
         .into_iter()
         .map(|p| {
-            let origin = source_of(&p, &refs, &rebuilt.drawer);
+            let origin = source_of(&p, ids, &rebuilt.drawer);
             (render_path(&p), origin)
         })
         .collect()
