@@ -511,10 +511,13 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
     warnings.dedup();
     ctx.m.warnings.extend(warnings.iter().cloned());
     let Ctx { mut d, mut m, .. } = ctx;
-    path::set(&mut d, "meta.migration", Bson::Document(m.to_document()));
+    // A new drawer is always a change: its bookkeeping is written once, below.
     let changed = match existing {
         None => true,
-        Some(e) => !path::same_doc(&d, e),
+        Some(e) => {
+            path::set(&mut d, "meta.migration", Bson::Document(m.to_document()));
+            !path::same_doc(&d, e)
+        }
     };
     if changed {
         // Keep the drawer's own `updated_at` from before the first run that
