@@ -768,7 +768,7 @@ fn snapshot_from_plans(
     version: i32,
     previous: Bson,
     t: &mut Src,
-    n: Option<&mut Src>,
+    mut n: Option<&mut Src>,
 ) -> Document {
     let mut training = Document::new();
     for (i, name) in TRAINING_OUTPUTS.iter().enumerate() {
@@ -779,14 +779,14 @@ fn snapshot_from_plans(
         }
     }
     let mut nutrition = Document::new();
-    let n = n.map(|n| {
+    if let Some(n) = n.as_deref_mut() {
         for name in NUTRITION_OUTPUTS {
             if let Some(v) = n.doc.get_mut(name) {
                 nutrition.insert(name, std::mem::take(v));
             }
         }
-        &*n
-    });
+    }
+    let n = n.as_deref();
     doc! {
         "snapshot_id": sid,
         "version": version,
@@ -884,9 +884,8 @@ fn plans(
         if let Some(i) = pairs[k] {
             sid_of_n[i] = Some(sid.clone());
         }
-        let tp = &mut tplans[ti];
         let np = pairs[k].map(|i| &mut nplans[n[i]]);
-        let snap = snapshot_from_plans(&uid, &sid, version, previous.clone(), tp, np);
+        let snap = snapshot_from_plans(&uid, &sid, version, previous.clone(), &mut tplans[ti], np);
         let tp = &tplans[ti];
         let np = pairs[k].map(|i| &nplans[n[i]]);
         previous = Bson::from(sid.as_str());

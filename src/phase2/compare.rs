@@ -261,11 +261,12 @@ impl LegacyIds {
         }
     }
 
-    /// Whether a document of one of these kinds has this id key.
-    fn has(&self, kinds: &[LegacyKind], key: &str) -> bool {
+    /// The kind of the document of one of these kinds with this id key.
+    fn kind_of(&self, kinds: &[LegacyKind], key: &str) -> Option<LegacyKind> {
         self.docs
             .iter()
-            .any(|(k, d, _)| kinds.contains(k) && d == key)
+            .find(|(k, d, _)| kinds.contains(k) && d == key)
+            .map(|(k, _, _)| *k)
     }
 
     /// Whether the document of this kind and id key renders as `rendered`.
@@ -281,12 +282,8 @@ impl LegacyIds {
 /// snapshot → plan link and which submission is `inicial`).
 pub fn source_of(path: &[Step], docs: &LegacyIds, drawer: &Document) -> Source {
     let find = |kinds: &[LegacyKind], key: &str| {
-        docs.docs
-            .iter()
-            .find(|(k, d, _)| kinds.contains(k) && d == key)
-            .map_or(Source::Drawer, |(k, _, _)| {
-                Source::Document(*k, key.to_string())
-            })
+        docs.kind_of(kinds, key)
+            .map_or(Source::Drawer, |k| Source::Document(k, key.to_string()))
     };
     let key = path.iter().find_map(|s| match s {
         Step::Key(k) => Some(crate::mapping::id_key(k)),
@@ -367,7 +364,7 @@ fn latest_submission(docs: &[(LegacyKind, &Document)]) -> Option<String> {
 /// `meta.migration.added`) that no legacy document of the user explains any
 /// more: a misspelled collection, or documents deleted since.
 pub fn unexplained_entries(docs: &LegacyIds, stored: &Document) -> Vec<String> {
-    let has = |kinds: &[LegacyKind], key: &str| docs.has(kinds, key);
+    let has = |kinds: &[LegacyKind], key: &str| docs.kind_of(kinds, key).is_some();
     let added = match value_at_path(stored, "meta.migration.added") {
         Some(Bson::Array(items)) => items.as_slice(),
         _ => &[],

@@ -351,7 +351,7 @@ impl Batcher<'_> {
         self.split(groups, &mut writes, &mut tally);
         let users = std::mem::take(&mut writes.users);
         let sources: Vec<Sources> = users.iter().map(Sources::of).collect();
-        let existing = self.existing(&sources)?;
+        let existing = self.existing(sources.iter().map(|u| u.user_id.as_str()))?;
         let planned = build_all(users, &existing, &self.pass.build);
         for (user, planned) in sources.iter().zip(planned) {
             let found = existing.get(&drawer::drawer_id(&user.user_id));
@@ -415,12 +415,8 @@ impl Batcher<'_> {
         }
     }
 
-    fn existing(&self, users: &[Sources]) -> CommandResult<HashMap<String, Document>> {
-        self.existing_of(users.iter().map(|u| u.user_id.as_str()))
-    }
-
     /// The stored drawers of these users, by drawer id.
-    fn existing_of<'u>(
+    fn existing<'u>(
         &self,
         user_ids: impl Iterator<Item = &'u str>,
     ) -> CommandResult<HashMap<String, Document>> {
@@ -602,7 +598,7 @@ impl Batcher<'_> {
             .iter()
             .filter(|u| lost.contains(&drawer::drawer_id(&u.user_id)))
             .collect();
-        let existing = self.existing_of(again.iter().map(|u| u.user_id.as_str()))?;
+        let existing = self.existing(again.iter().map(|u| u.user_id.as_str()))?;
         for sources in again {
             let user = self.read_again(sources)?;
             let found = existing.get(&drawer::drawer_id(&user.user_id));
@@ -752,6 +748,7 @@ fn build_all(
     })
 }
 
+/// What to tell the operator about a drawer the store refused.
 fn refusal(id: &str, e: StoreError) -> String {
     match e {
         StoreError::DuplicateKey { index, key, .. } => format!(

@@ -524,8 +524,11 @@ fn check_user(
     // up after it needs only their ids.
     let refs: Vec<(LegacyKind, &Document)> = user.documents().collect();
     let ids = LegacyIds::of(&refs);
-    let mut all = refs;
-    all.extend(rejected.iter().map(|(kind, d, _)| (*kind, d)));
+    let all: Vec<(LegacyKind, &Document)> = refs
+        .iter()
+        .copied()
+        .chain(rejected.iter().map(|(kind, d, _)| (*kind, d)))
+        .collect();
     let all = LegacyIds::of(&all);
     if !has_user {
         if let Some(d) = stored {
@@ -544,7 +547,6 @@ fn check_user(
             render_id(&q.id),
         ));
     }
-    let refs: Vec<(LegacyKind, &Document)> = user.documents().collect();
     let mut findings = compare_user(&refs, &built.drawer, stored.as_ref(), archived, &skip);
     drop(built);
     checked.user_id = user.user_id.clone();
