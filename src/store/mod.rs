@@ -5,6 +5,7 @@
 //! If a phase ever needs to ask which backend it runs on, this trait is
 //! missing a verb.
 
+mod checkpoint;
 mod index;
 pub mod keys;
 pub mod mongo;

@@ -4,8 +4,10 @@
 //! document and `k` the sort key of its `_id` (see `keys.rs`). Orders and
 //! indexes use the SQL function `edn_key(doc, 'path')`, so a unique index on
 //! `user_id` is a real `CREATE UNIQUE INDEX` that SQLite enforces on every
-//! write. Every batch is one transaction; the database runs in WAL mode.
+//! write. Every batch is one transaction; the database runs in WAL mode,
+//! and a thread of its own copies the log into the file (`checkpoint.rs`).
 
+use super::checkpoint::{Checkpointer, BACKSTOP_PAGES};
 use super::keys::{raw_sort_key, raw_value_at_path, sort_key};
 use super::patch::{self, Op, Outcome, Patch, MAX_DOCUMENT_BYTES};
 use super::{
@@ -17,12 +19,15 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::{
     params, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior,
 };
+use std::cell::OnceCell;
 use std::collections::VecDeque;
 
 /// A store in one SQLite file (or in memory, for tests: `sqlite::memory:`).
 pub struct SqliteStore {
     conn: Connection,
     path: String,
+    /// Started at the first commit; never for a store in memory.
+    checkpoints: OnceCell<Option<Checkpointer>>,
 }
 
 const SCHEMA: &str = "
@@ -64,6 +69,7 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.create_scalar_function(
             "edn_key",
@@ -81,6 +87,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn,
             path: path.to_string(),
+            checkpoints: OnceCell::new(),
         })
     }
 
@@ -93,6 +100,21 @@ impl SqliteStore {
             &self.conn,
             TransactionBehavior::Immediate,
         )?)
+    }
+
+    /// Commits, then leaves copying the log into the database file to the
+    /// checkpoint thread (`checkpoint.rs`).
+    fn commit(&self, tx: Transaction<'_>) -> StoreResult<()> {
+        tx.commit()?;
+        if self.path != ":memory:" {
+            let checkpoints = self
+                .checkpoints
+                .get_or_init(|| Checkpointer::start(&self.path));
+            if let Some(c) = checkpoints {
+                c.wake();
+            }
+        }
+        Ok(())
     }
 
     fn collection_id(&self, ns: &Ns) -> StoreResult<Option<i64>> {
@@ -395,7 +417,7 @@ impl Store for SqliteStore {
     fn create_collection(&self, ns: &Ns) -> StoreResult<bool> {
         let tx = self.write_transaction()?;
         let (_, created) = self.ensure_collection(ns)?;
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(created)
     }
 
@@ -407,7 +429,7 @@ impl Store for SqliteStore {
         tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", table(id)))?;
         tx.execute("DELETE FROM edn_indexes WHERE coll_id = ?1", params![id])?;
         tx.execute("DELETE FROM edn_collections WHERE id = ?1", params![id])?;
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(true)
     }
 
@@ -484,7 +506,7 @@ impl Store for SqliteStore {
         for (doc, bytes) in refs.iter().zip(encoded) {
             self.write_encoded(ns, &table, doc.get("_id"), bytes, false)?;
         }
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(())
     }
 
@@ -501,7 +523,7 @@ impl Store for SqliteStore {
                 Bson::try_from(id).ok()
             })?;
         }
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(())
     }
 
@@ -513,7 +535,7 @@ impl Store for SqliteStore {
             let id = require_id(doc)?;
             self.write_encoded(ns, &table, Some(id), bytes, true)?;
         }
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(())
     }
 
@@ -537,7 +559,7 @@ impl Store for SqliteStore {
             };
             outcomes.push(self.patch_one(ns, &table, p, bytes)?);
         }
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(outcomes)
     }
 
@@ -559,7 +581,7 @@ impl Store for SqliteStore {
                 .map_err(|e| self.duplicate_or(e, ns, Some(&update.id)))?;
             matched += 1;
         }
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(matched)
     }
 
@@ -577,7 +599,7 @@ impl Store for SqliteStore {
                 deleted += stmt.execute(params![sort_key(Some(wanted))])? as u64;
             }
         }
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(deleted)
     }
 
@@ -639,7 +661,7 @@ impl Store for SqliteStore {
             "INSERT INTO edn_indexes (coll_id, name, keys, is_unique, sql_name, spec) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![coll_id, spec.name, spec.keys.join(","), unique, sql_name, definition],
         )?;
-        tx.commit()?;
+        self.commit(tx)?;
         Ok(true)
     }
 
@@ -936,5 +958,59 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A fresh folder for a store file, removed by the caller.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("edn-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// About `n` × 8 KiB of documents, written one commit per 50.
+    fn write_documents(store: &SqliteStore, ns: &Ns, n: i32) {
+        let docs: Vec<Document> = (0..n)
+            .map(|i| bson::doc! { "_id": i, "text": "x".repeat(8192) })
+            .collect();
+        for batch in docs.chunks(50) {
+            store.insert_many(ns, batch).unwrap();
+        }
+    }
+
+    #[test]
+    fn commits_reach_the_database_file_while_the_store_is_open() {
+        let dir = scratch("checkpoint");
+        let path = dir.join("store.db");
+        let store = SqliteStore::open(path.to_str().unwrap()).unwrap();
+        write_documents(&store, &Ns::new("db", "c"), 300);
+        // 2.4 MB is far below the writer's own backstop (16,000 pages), so
+        // only the checkpoint thread can have copied it out of the log.
+        let copied = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::fs::metadata(&path).unwrap().len() > 2_000_000
+        });
+        assert!(
+            copied,
+            "the database file holds {} bytes",
+            std::fs::metadata(&path).unwrap().len()
+        );
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_closed_store_leaves_no_log_and_keeps_every_document() {
+        let dir = scratch("closed");
+        let path = dir.join("store.db");
+        let ns = Ns::new("db", "c");
+        let store = SqliteStore::open(path.to_str().unwrap()).unwrap();
+        write_documents(&store, &ns, 300);
+        drop(store);
+        assert!(!dir.join("store.db-wal").exists());
+        let again = SqliteStore::open(path.to_str().unwrap()).unwrap();
+        assert_eq!(again.count(&ns).unwrap(), 300);
+        drop(again);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
