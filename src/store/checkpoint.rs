@@ -18,9 +18,10 @@ use rusqlite::Connection;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 
-/// The writer's own `wal_autocheckpoint`: 16 times SQLite's default, reached
-/// only when the checkpoint thread has fallen behind.
-pub(super) const BACKSTOP_PAGES: i64 = 16_000;
+/// The writer's own `wal_autocheckpoint`: four times SQLite's default (64 MiB
+/// of log at 16 KiB pages), reached only when the checkpoint thread has
+/// fallen behind.
+pub(super) const BACKSTOP_PAGES: i64 = 4_000;
 
 /// A thread with its own connection to the store file, checkpointing when
 /// woken.
