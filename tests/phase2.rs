@@ -558,8 +558,39 @@ fn users_of_every_id_type_are_quarantined_with_a_reason(tool: Tool) {
     assert_eq!(report["accounting"]["unaccounted"], 0, "{report}");
 }
 
+/// A store where phase 0 never ran: each legacy collection without the
+/// per-user index is named, with the fix, before the run; none once phase 0
+/// has created them.
+fn a_store_without_phase0_indexes_is_named_before_the_run(tool: Tool) {
+    let dir = tool.fixtures();
+    tool.ok(&["import", dir.to_str().unwrap()]);
+    let stderr = |args: &[&str]| String::from_utf8(tool.run(args).stderr).unwrap();
+    let before = stderr(&["phase2", "migrate", "all", "--dry-run"]);
+    for coll in [
+        "nutrition_questionnaire_submissions",
+        "follow_up_submissions",
+        "training_plans",
+        "nutrition_plans",
+    ] {
+        let named = format!("{}.{coll} has no index on user_id, _id", tool.legacy_db);
+        assert!(before.contains(&named), "{named} not in:\n{before}");
+    }
+    assert!(
+        before.contains("run `edn-migrate phase0 prepare` first"),
+        "{before}"
+    );
+    tool.ok(&["phase0", "prepare"]);
+    let after = stderr(&["phase2", "migrate", "all", "--dry-run"]);
+    assert!(!after.contains("has no index"), "{after}");
+}
+
 mod sqlite {
     use super::*;
+
+    #[test]
+    fn a_store_without_phase0_indexes_is_named_before_the_run() {
+        super::a_store_without_phase0_indexes_is_named_before_the_run(Tool::sqlite());
+    }
 
     #[test]
     fn users_of_every_id_type_are_quarantined_with_a_reason() {
@@ -615,6 +646,13 @@ mod sqlite {
 
 mod mongo_wire {
     use super::*;
+
+    #[test]
+    fn a_store_without_phase0_indexes_is_named_before_the_run() {
+        if let Some(tool) = Tool::wire("p2noidx") {
+            super::a_store_without_phase0_indexes_is_named_before_the_run(tool);
+        }
+    }
 
     #[test]
     fn users_of_every_id_type_are_quarantined_with_a_reason() {

@@ -131,6 +131,7 @@ pub fn validate(
     config: &Config,
     opts: &ValidateOptions,
 ) -> CommandResult<Output> {
+    super::warn_unindexed(store, config)?;
     // Under the lock: a validation that reads while a migration writes would
     // report a half-written state and make it the "last validation".
     let mut run = Run::start(
