@@ -19,7 +19,7 @@ use crate::report::{table, Output};
 use crate::run::record::{new_run_id, resumable, RunRecord};
 use crate::run::{Run, RunSpec, Supervisor, Unsupervised};
 use crate::store::readonly::ReadOnly;
-use crate::store::Store;
+use crate::store::{needs_creating, Store};
 use chrono::{DateTime, Duration, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use migrate::{run_pass, Pass, PassResult};
@@ -159,32 +159,22 @@ pub fn migrate(store: &dyn Store, config: &Config, opts: &MigrateOptions) -> Com
     finish(opts, run, outcome, now, before_plans)
 }
 
-/// Whether this is a `followups` run while the plans were never migrated
-/// (the plan's own order): follow-ups then cannot link to their plan's
-/// snapshot, and the operator must hear how to complete the links.
 /// Warns about each legacy collection that lacks the per-user index phase 0
 /// creates: without it every page the merge reads sorts the whole
 /// collection (a dry run of 10k users took 46 s instead of 4 on the
-/// embedded store), and nothing else would say why the run is slow.
+/// embedded store), and nothing else would say why the run is slow. An
+/// index phase 0 would refuse as different is left for phase 0 to report.
 pub(crate) fn warn_unindexed(store: &dyn Store, config: &Config) -> CommandResult<()> {
     let wanted = crate::phase0::IndexPlan::builtin()?.legacy_per_user;
     let present = store.list_collections(&config.legacy_db)?;
-    for coll in [
-        &config.submissions,
-        &config.followups,
-        &config.training_plans,
-        &config.nutrition_plans,
-    ] {
-        if !present.contains(coll) {
+    for coll in config.per_user_collections() {
+        if !present.iter().any(|c| c == coll) {
             continue;
         }
         let ns = config.legacy(coll);
         let have = store.list_indexes(&ns)?;
         for want in &wanted {
-            if !have
-                .iter()
-                .any(|h| h.name == want.name || h.keys == want.keys)
-            {
+            if matches!(needs_creating(&have, &ns, want), Ok(true)) {
                 tracing::warn!(
                     "{ns} has no index on {}: this run sorts the whole collection for every page it reads; run `edn-migrate phase0 prepare` first",
                     want.keys.join(", ")
@@ -195,6 +185,9 @@ pub(crate) fn warn_unindexed(store: &dyn Store, config: &Config) -> CommandResul
     Ok(())
 }
 
+/// Whether this is a `followups` run while the plans were never migrated
+/// (the plan's own order): follow-ups then cannot link to their plan's
+/// snapshot, and the operator must hear how to complete the links.
 fn followups_before_plans(
     store: &dyn Store,
     config: &Config,

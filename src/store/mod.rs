@@ -16,6 +16,7 @@ pub mod sqlite;
 use bson::{Bson, Document, RawDocumentBuf};
 use std::fmt;
 
+pub(crate) use index::needs_creating;
 pub use index::IndexSpec;
 pub use keys::{sort_key, value_at_path};
 pub use patch::{Guard, Op, Outcome, Patch, Pull, Push, Step};

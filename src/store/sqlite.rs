@@ -968,14 +968,6 @@ mod tests {
         }
     }
 
-    /// A fresh folder for a store file, removed by the caller.
-    fn scratch(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("edn-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     /// About `n` × 8 KiB of documents, written one commit per 50.
     fn write_documents(store: &SqliteStore, ns: &Ns, n: i32) {
         let docs: Vec<Document> = (0..n)
@@ -988,7 +980,8 @@ mod tests {
 
     #[test]
     fn commits_reach_the_database_file_while_the_store_is_open() {
-        let dir = scratch("checkpoint");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("store.db");
         let store = SqliteStore::open(path.to_str().unwrap()).unwrap();
         write_documents(&store, &Ns::new("db", "c"), 300);
@@ -1004,12 +997,12 @@ mod tests {
             std::fs::metadata(&path).unwrap().len()
         );
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_closed_store_leaves_no_log_and_keeps_every_document() {
-        let dir = scratch("closed");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("store.db");
         let ns = Ns::new("db", "c");
         let store = SqliteStore::open(path.to_str().unwrap()).unwrap();
@@ -1019,7 +1012,6 @@ mod tests {
         let again = SqliteStore::open(path.to_str().unwrap()).unwrap();
         assert_eq!(again.count(&ns).unwrap(), 300);
         drop(again);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn page_size(path: &std::path::Path) -> i64 {
@@ -1031,7 +1023,8 @@ mod tests {
 
     #[test]
     fn new_files_get_large_pages_and_old_ones_keep_theirs() {
-        let dir = scratch("pages");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let new = dir.join("new.db");
         drop(SqliteStore::open(new.to_str().unwrap()).unwrap());
         assert_eq!(page_size(&new), FILE_PAGE_BYTES);
@@ -1049,6 +1042,5 @@ mod tests {
         let again = SqliteStore::open(old.to_str().unwrap()).unwrap();
         assert_eq!(again.count(&ns).unwrap(), 60);
         drop(again);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
