@@ -358,6 +358,7 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
             drawer: Document::new(),
             changed: false,
             created: false,
+            bytes: 0,
             archived: Vec::new(),
             warnings: Vec::new(),
             quarantine,
@@ -537,10 +538,11 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
         path::set(&mut d, "meta.migration", Bson::Document(m.to_document()));
         path::set(&mut d, "meta.updated_at", Bson::DateTime(opts.now));
     }
+    let size = if changed { bytes(&d) } else { 0 };
     if changed {
         let sources = [&subs, &fups, &tplans, &nplans];
         if let Some(refused) =
-            refuse_oversized(&d, &archived, &sources, existing, quarantine.clone())
+            refuse_oversized(&d, size, &archived, &sources, existing, quarantine.clone())
         {
             return refused;
         }
@@ -550,6 +552,7 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
         drawer: d,
         changed,
         created,
+        bytes: size,
         archived,
         warnings,
         quarantine,
@@ -568,12 +571,12 @@ fn bytes(d: &Document) -> usize {
 /// it is. `None` when everything fits.
 fn refuse_oversized(
     drawer: &Document,
+    size: usize,
     archived: &[Document],
     sources: &[&Vec<Src>; 4],
     existing: Option<&Document>,
     mut quarantine: Vec<Quarantined>,
 ) -> Option<Built> {
-    let size = bytes(drawer);
     let archive_fits = archived.iter().all(|a| bytes(a) <= MAX_DOCUMENT_BYTES);
     if size <= MAX_DOCUMENT_BYTES && archive_fits {
         return None;
@@ -620,6 +623,7 @@ fn refuse_oversized(
         drawer: existing.cloned().unwrap_or_default(),
         changed: false,
         created: false,
+        bytes: 0,
         archived: Vec::new(),
         warnings: vec![Warning::new(WarningKind::DrawerTooLarge, drawer_id, "")],
         quarantine,

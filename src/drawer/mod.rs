@@ -199,6 +199,9 @@ pub struct Built {
     pub changed: bool,
     /// True when there was no drawer and this build creates one.
     pub created: bool,
+    /// The encoded size of `drawer` when `changed` (measured for MongoDB's
+    /// 16 MiB limit, so a caller need not walk the drawer again); 0 otherwise.
+    pub bytes: usize,
     /// Snapshots moved out of the drawer, for `client_drawer_snapshot_archive`.
     pub archived: Vec<Document>,
     pub warnings: Vec<Warning>,

@@ -250,7 +250,7 @@ fn plan(mut built: Built, found: Option<&Document>) -> Planned {
         return planned;
     }
     let drawer = std::mem::take(&mut built.drawer);
-    planned.bytes = crate::encoded::doc_len(&drawer).unwrap_or(usize::MAX);
+    planned.bytes = planned.built.bytes;
     planned.snapshots =
         added(found, &drawer, "snapshots", "snapshot_id") + planned.built.archived.len() as u64;
     planned.followups = added(found, &drawer, "followups", "followup_id");

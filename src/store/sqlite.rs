@@ -844,7 +844,7 @@ fn encode_all(docs: &[&Document]) -> StoreResult<Vec<Vec<u8>>> {
 }
 
 fn encode(doc: &Document) -> StoreResult<Vec<u8>> {
-    bson::to_vec(doc).map_err(|e| StoreError::Encoding(e.to_string()))
+    crate::encoded::to_vec(doc).map_err(|e| StoreError::Encoding(e.to_string()))
 }
 
 /// Applies a field update to a stored document without decoding it: a set

@@ -38,6 +38,12 @@ pub fn build_checked(
     opts: &BuildOptions,
 ) -> Built {
     let built = build(user, existing, opts);
+    let encoded = if built.changed {
+        bson::to_vec(&built.drawer).unwrap().len()
+    } else {
+        0
+    };
+    assert_eq!(built.bytes, encoded, "{}: Built::bytes", user.user_id);
     if !built.drawer.is_empty() {
         let ours = validate(&built.drawer, &[]);
         assert!(ours.is_empty(), "{}: {ours:?}", user.user_id);
