@@ -90,6 +90,23 @@ pub(crate) fn size(doc: &Document) -> usize {
     crate::encoded::doc_len(doc).unwrap_or(0)
 }
 
+/// The encoded length of the element at `path` (type byte, key and value),
+/// 0 when it is absent; `None` when a parent on the way is missing or not a
+/// document, or the value cannot be encoded.
+pub(crate) fn element_len(doc: &Document, path: &str) -> Option<usize> {
+    let (parent, key) = match path.rsplit_once('.') {
+        Some((parent, key)) => match get(doc, parent)? {
+            Bson::Document(d) => (d, key),
+            _ => return None,
+        },
+        None => (doc, path),
+    };
+    match parent.get(key) {
+        None => Some(0),
+        Some(value) => Some(1 + key.len() + 1 + crate::encoded::value_len(value)?),
+    }
+}
+
 /// Equal types, values and key order (NaN equals itself).
 pub(crate) fn same(a: &Bson, b: &Bson) -> bool {
     crate::encoded::same(a, b)
@@ -97,4 +114,29 @@ pub(crate) fn same(a: &Bson, b: &Bson) -> bool {
 
 pub(crate) fn same_doc(a: &Document, b: &Document) -> bool {
     crate::encoded::same_doc(a, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    #[test]
+    fn an_element_weighs_what_it_adds_to_its_document() {
+        let d = doc! { "meta": { "status": "active", "n": [1, 2] }, "x": 1.5 };
+        let len = |d: &Document| bson::to_vec(d).unwrap().len();
+        let mut without = d.clone();
+        remove(&mut without, "meta.status");
+        assert_eq!(
+            element_len(&d, "meta.status"),
+            Some(len(&d) - len(&without))
+        );
+        let mut flat = d.clone();
+        flat.remove("x");
+        assert_eq!(element_len(&d, "x"), Some(len(&d) - len(&flat)));
+        assert_eq!(element_len(&d, "meta.absent"), Some(0));
+        assert_eq!(element_len(&d, "absent.status"), None, "no parent");
+        assert_eq!(element_len(&d, "x.y"), None, "the parent is no document");
+        assert_eq!(element_len(&doc! { "a": { "b\0": 1 } }, "a"), None);
+    }
 }
