@@ -643,9 +643,10 @@ fn same_but_bookkeeping(a: &Document, b: &Document, prefix: &str) -> bool {
                 && (RUN_BOOKKEEPING.contains(&path.as_str())
                     || match (va, vb) {
                         (Bson::Document(x), Bson::Document(y))
-                            if RUN_BOOKKEEPING
-                                .iter()
-                                .any(|p| p.starts_with(&format!("{path}."))) =>
+                            if RUN_BOOKKEEPING.iter().any(|p| {
+                                p.strip_prefix(path.as_str())
+                                    .is_some_and(|rest| rest.starts_with('.'))
+                            }) =>
                         {
                             same_but_bookkeeping(x, y, &path)
                         }
