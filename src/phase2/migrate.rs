@@ -224,19 +224,17 @@ impl PendingDrawer {
 /// patch that writes it (`None`: over 16 MiB) and what it adds.
 struct Planned {
     built: Built,
-    bytes: usize,
     patch: Option<Patch>,
     snapshots: u64,
     followups: u64,
 }
 
-/// Measures a changed drawer, counts what it adds and plans its patch:
+/// Counts what a changed drawer adds and plans its patch:
 /// pure, so it runs on the builder threads beside the build instead of on
 /// the writing thread. A new drawer moves into its insert (no copy); the
 /// built drawer is then empty and the patch holds it.
 fn plan(mut built: Built, found: Option<&Document>) -> Planned {
     let mut planned = Planned {
-        bytes: 0,
         patch: None,
         snapshots: 0,
         followups: 0,
@@ -250,11 +248,10 @@ fn plan(mut built: Built, found: Option<&Document>) -> Planned {
         return planned;
     }
     let drawer = std::mem::take(&mut built.drawer);
-    planned.bytes = planned.built.bytes;
     planned.snapshots =
         added(found, &drawer, "snapshots", "snapshot_id") + planned.built.archived.len() as u64;
     planned.followups = added(found, &drawer, "followups", "followup_id");
-    if planned.bytes > MAX_DOCUMENT_BYTES {
+    if planned.built.bytes > MAX_DOCUMENT_BYTES {
         planned.built.drawer = drawer;
     } else if found.is_none() {
         planned.patch = Some(Patch::insert(drawer));
@@ -465,7 +462,7 @@ impl Batcher<'_> {
         }
         let id = drawer::drawer_id(user_id);
         if planned.patch.is_none() {
-            let bytes = planned.bytes;
+            let bytes = planned.built.bytes;
             // Neither store takes it: say so and go on with the others; the
             // validation reports this user until the drawer is made smaller.
             tracing::error!(drawer_id = %id, bytes, "drawer over 16 MiB even after archiving: not written");
