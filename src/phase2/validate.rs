@@ -22,9 +22,11 @@ use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
 use crate::run::record::all_runs;
 use crate::run::{Run, RunSpec};
+use crate::store::keys::{raw_sort_key, raw_value_at_path};
 /// MongoDB's largest document, which validation holds every stored one to.
 pub use crate::store::patch::MAX_DOCUMENT_BYTES;
-use crate::store::{sort_key, value_at_path, DocStream, Scan, Store};
+use crate::store::{value_at_path, RawDocStream, Scan, Store, StoreError};
+use bson::raw::{RawBsonRef, RawDocument, RawDocumentBuf};
 use bson::{Bson, Document};
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -209,9 +211,11 @@ fn build_options(store: &dyn Store, config: &Config) -> CommandResult<BuildOptio
 
 /// The stored drawers in `_id` order, walked alongside the users (in
 /// `user_id` order, the same order: `client_<user_id>`), so every drawer is
-/// read once and a drawer no user claims is found on the way.
+/// read once and a drawer no user claims is found on the way. They stay
+/// BSON bytes: most are the drawer built afresh but for a run's
+/// bookkeeping, and need no decoding (`as_stored`).
 struct Drawers<'a> {
-    stream: Peekable<DocStream<'a>>,
+    stream: Peekable<RawDocStream<'a>>,
 }
 
 impl Drawers<'_> {
@@ -220,16 +224,16 @@ impl Drawers<'_> {
     fn claim(
         &mut self,
         user_id: Option<&str>,
-        orphan: &mut dyn FnMut(Document) -> CommandResult<()>,
-    ) -> CommandResult<Option<Document>> {
+        orphan: &mut dyn FnMut(RawDocumentBuf) -> CommandResult<()>,
+    ) -> CommandResult<Option<RawDocumentBuf>> {
         let Some(uid) = user_id else {
             return Ok(None);
         };
-        let want = sort_key(Some(&Bson::from(drawer::drawer_id(uid))));
+        let want = raw_sort_key(Some(RawBsonRef::String(&drawer::drawer_id(uid))));
         loop {
             let order = match self.stream.peek() {
                 None => return Ok(None),
-                Some(Ok(d)) => sort_key(d.get("_id")).cmp(&want),
+                Some(Ok(d)) => raw_sort_key(d.get("_id").ok().flatten()).cmp(&want),
                 Some(Err(_)) => std::cmp::Ordering::Less,
             };
             if order == std::cmp::Ordering::Greater {
@@ -331,7 +335,7 @@ fn read_all(
     ];
     let mut drawers = Drawers {
         stream: store
-            .scan(&config.drawers_ns(), &Scan::by_id(200))?
+            .scan_raw(&config.drawers_ns(), &Scan::by_id(200))?
             .peekable(),
     };
     let mine = |user_id: Option<&Bson>| {
@@ -343,9 +347,10 @@ fn read_all(
     for group in PerUser::open(store, sources.each_ref(), 1000, None)? {
         let group = group?;
         let uid = group.user_id.as_str().filter(|u| !u.trim().is_empty());
-        let stored = drawers.claim(uid, &mut |d| {
+        let stored = drawers.claim(uid, &mut |raw| {
+            let d = decode(&raw)?;
             if mine(d.get("user_id")) {
-                let archived = archived_of(store, config, Some(&d))?;
+                let archived = archived_of(store, config, Some(&raw))?;
                 held += 1 + archived.len();
                 chunk.push(Item::Orphan(d, archived));
             }
@@ -353,7 +358,7 @@ fn read_all(
         })?;
         users += 1;
         if mine(Some(&group.user_id)) {
-            let archived = archived_of(store, config, stored.as_ref())?;
+            let archived = archived_of(store, config, stored.as_deref())?;
             held += group.len() + usize::from(stored.is_some()) + archived.len();
             chunk.push(Item::User(Box::new(group), stored, archived));
         } else {
@@ -372,10 +377,11 @@ fn read_all(
     }
     emit(Read::Chunk(chunk))?;
     emit(Read::Accounts { renew: false })?;
-    for d in drawers.stream {
-        let d = d?;
+    for raw in drawers.stream {
+        let raw = raw?;
+        let d = decode(&raw)?;
         if mine(d.get("user_id")) {
-            let archived = archived_of(store, config, Some(&d))?;
+            let archived = archived_of(store, config, Some(&raw))?;
             emit(Read::Orphan(Item::Orphan(d, archived)))?;
         }
     }
@@ -404,7 +410,7 @@ fn rate(r: &Rate) -> Option<f64> {
 /// the store's part is done when it is queued, the rest is pure.
 enum Item {
     /// A user's documents, their stored drawer and its archived snapshots.
-    User(Box<Group>, Option<Document>, Vec<Document>),
+    User(Box<Group>, Option<RawDocumentBuf>, Vec<Document>),
     /// A drawer no user claims, and its archived snapshots.
     Orphan(Document, Vec<Document>),
 }
@@ -433,7 +439,7 @@ fn check_chunk(
         .map_or(1, |n| n.get())
         .min(8);
     let check = |item: Item| check_item(config, build, item);
-    let checked: Vec<Checked> = if threads < 2 || chunk.len() < 2 * threads {
+    let checked: Vec<CommandResult<Checked>> = if threads < 2 || chunk.len() < 2 * threads {
         chunk.into_iter().map(check).collect()
     } else {
         let per = chunk.len().div_ceil(threads);
@@ -457,6 +463,7 @@ fn check_chunk(
         })
     };
     for c in checked {
+        let c = c?;
         f.legacy_documents += c.legacy_documents;
         wanted.extend(c.wanted);
         if let Some((d, errors)) = c.drawer {
@@ -481,10 +488,10 @@ fn check_chunk(
     Ok(())
 }
 
-fn check_item(config: &Config, build: &BuildOptions, item: Item) -> Checked {
-    match item {
+fn check_item(config: &Config, build: &BuildOptions, item: Item) -> CommandResult<Checked> {
+    Ok(match item {
         Item::Orphan(d, archived) => {
-            let errors = drawer_errors(&d, &archived, Vec::new());
+            let errors = drawer_errors(&d, None, &archived, Vec::new());
             Checked {
                 legacy_documents: 0,
                 wanted: Vec::new(),
@@ -494,8 +501,10 @@ fn check_item(config: &Config, build: &BuildOptions, item: Item) -> Checked {
                 findings: Vec::new(),
             }
         }
-        Item::User(group, stored, archived) => check_user(config, build, *group, stored, &archived),
-    }
+        Item::User(group, stored, archived) => {
+            check_user(config, build, *group, stored, &archived)?
+        }
+    })
 }
 
 /// Everything about one user: their documents against their drawer.
@@ -503,9 +512,9 @@ fn check_user(
     config: &Config,
     build: &BuildOptions,
     group: Group,
-    stored: Option<Document>,
+    stored: Option<RawDocumentBuf>,
     archived: &[Document],
-) -> Checked {
+) -> CommandResult<Checked> {
     let legacy_documents = group.len() as u64;
     let Triaged {
         user,
@@ -531,15 +540,17 @@ fn check_user(
         .chain(rejected.iter().map(|(kind, d, _)| (*kind, d)))
         .collect();
     let all = LegacyIds::of(&all);
+    let stored_bytes = stored.as_ref().map(|raw| raw.as_bytes().len());
     if !has_user {
-        if let Some(d) = stored {
+        if let Some(raw) = stored {
+            let d = decode(&raw)?;
             let unexplained = unexplained_entries(&all, &d);
-            let errors = drawer_errors(&d, archived, unexplained);
+            let errors = drawer_errors(&d, stored_bytes, archived, unexplained);
             checked.drawer = Some((d, errors));
         }
-        return checked;
+        return Ok(checked);
     }
-    let built = drawer::build(&user, None, build);
+    let mut built = drawer::build(&user, None, build);
     let skip: Vec<Bson> = built.quarantine.iter().map(|q| q.id.clone()).collect();
     for q in &built.quarantine {
         checked.wanted.push((
@@ -548,11 +559,36 @@ fn check_user(
             render_id(&q.id),
         ));
     }
-    let mut findings = compare_user(&refs, &built.drawer, stored.as_ref(), archived, &skip);
-    let as_built = stored
-        .as_ref()
-        .is_some_and(|d| same_but_bookkeeping(&built.drawer, d, ""));
-    drop(built);
+    #[cfg(debug_assertions)]
+    let fresh = built.drawer.clone();
+    let (mut findings, stored, as_built) = match stored {
+        Some(raw) if as_stored(&mut built.drawer, &raw) => {
+            // The stored drawer is `built.drawer` now; the comparison reads
+            // no bookkeeping of the drawer built afresh.
+            let findings = compare_user(&refs, &built.drawer, Some(&built.drawer), archived, &skip);
+            #[cfg(debug_assertions)]
+            {
+                let decoded = decode(&raw)?;
+                assert_eq!(decoded, built.drawer);
+                assert_eq!(
+                    findings,
+                    compare_user(&refs, &fresh, Some(&decoded), archived, &skip)
+                );
+            }
+            (findings, Some(built.drawer), true)
+        }
+        Some(raw) => {
+            let d = decode(&raw)?;
+            let findings = compare_user(&refs, &built.drawer, Some(&d), archived, &skip);
+            let as_built = same_but_bookkeeping(&built.drawer, &d, "");
+            (findings, Some(d), as_built)
+        }
+        None => (
+            compare_user(&refs, &built.drawer, None, archived, &skip),
+            None,
+            false,
+        ),
+    };
     checked.user_id = user.user_id.clone();
     if let Some(d) = stored {
         let mut errors = Vec::new();
@@ -578,11 +614,11 @@ fn check_user(
         for entry in unexplained_entries(&all, &d) {
             errors.push(format!("{entry}: no legacy document explains it"));
         }
-        let errors = drawer_errors(&d, archived, errors);
+        let errors = drawer_errors(&d, stored_bytes, archived, errors);
         checked.drawer = Some((d, errors));
     }
     checked.findings = findings;
-    checked
+    Ok(checked)
 }
 
 /// Paths where a migration run would change the stored drawer (the parts
@@ -655,16 +691,71 @@ fn same_but_bookkeeping(a: &Document, b: &Document, prefix: &str) -> bool {
         })
 }
 
+/// Whether the stored drawer `stored` is `built` but for `RUN_BOOKKEEPING`,
+/// found without decoding it: `built` takes the stored bookkeeping, and
+/// its bytes must then be the stored bytes. When they are, `built` is the
+/// stored drawer as decoding would give it (decoding stored drawers was a
+/// quarter of a validation's time); when not, `built` is left as it was
+/// and the caller decodes.
+fn as_stored(built: &mut Document, stored: &RawDocument) -> bool {
+    let mut taken = Vec::with_capacity(RUN_BOOKKEEPING.len());
+    for path in RUN_BOOKKEEPING {
+        let value = raw_value_at_path(stored, path).and_then(|v| Bson::try_from(v).ok());
+        let (Some(value), Some(slot)) = (value, get_mut(built, path)) else {
+            put_back(built, taken);
+            return false;
+        };
+        taken.push(std::mem::replace(slot, value));
+    }
+    let same = crate::encoded::to_vec(built).is_ok_and(|bytes| bytes == stored.as_bytes());
+    if !same {
+        put_back(built, taken);
+    }
+    same
+}
+
+/// Undoes `as_stored`'s replacements, the first `values.len()` of them.
+fn put_back(built: &mut Document, values: Vec<Bson>) {
+    for (path, value) in RUN_BOOKKEEPING.iter().zip(values) {
+        if let Some(slot) = get_mut(built, path) {
+            *slot = value;
+        }
+    }
+}
+
+/// The value at a dotted path, to change in place (its field keeps its
+/// position).
+fn get_mut<'a>(doc: &'a mut Document, path: &str) -> Option<&'a mut Bson> {
+    let (parent, key) = match path.rsplit_once('.') {
+        Some((parent, key)) => (
+            parent
+                .split('.')
+                .try_fold(doc, |d, part| d.get_document_mut(part).ok())?,
+            key,
+        ),
+        None => (doc, path),
+    };
+    parent.get_mut(key)
+}
+
 /// The validator and the size limit on one stored drawer (and its archived
-/// snapshots), after the `errors` the caller found.
-fn drawer_errors(d: &Document, archived: &[Document], mut errors: Vec<String>) -> Vec<String> {
+/// snapshots), after the `errors` the caller found. `bytes` is the drawer's
+/// size when it was read as bytes (then it need not be measured).
+fn drawer_errors(
+    d: &Document,
+    bytes: Option<usize>,
+    archived: &[Document],
+    mut errors: Vec<String>,
+) -> Vec<String> {
     let ids: Vec<String> = archived
         .iter()
         .filter_map(|a| a.get_str("snapshot_id").ok().map(str::to_string))
         .collect();
     errors.extend(drawer::validate(d, &ids).iter().map(ToString::to_string));
-    for doc in std::iter::once(d).chain(archived) {
-        let bytes = crate::encoded::doc_len(doc).unwrap_or(usize::MAX);
+    debug_assert!(bytes.is_none_or(|n| Some(n) == crate::encoded::doc_len(d)));
+    let sizes = std::iter::once(bytes).chain(std::iter::repeat(None));
+    for (doc, known) in std::iter::once(d).chain(archived).zip(sizes) {
+        let bytes = known.unwrap_or_else(|| crate::encoded::doc_len(doc).unwrap_or(usize::MAX));
         if bytes > MAX_DOCUMENT_BYTES {
             errors.push(format!(
                 "{}: {bytes} bytes, over MongoDB's 16 MiB ({MAX_DOCUMENT_BYTES} bytes) document limit",
@@ -731,23 +822,32 @@ fn split(config: &Config, group: Group) -> Triaged {
     }
 }
 
+/// A stored drawer decoded; a drawer that cannot be is the store's error.
+fn decode(raw: &RawDocument) -> CommandResult<Document> {
+    crate::encoded::from_raw(raw).map_err(|e| StoreError::Encoding(e.to_string()).into())
+}
+
+/// The archived snapshots a stored drawer names.
 fn archived_of(
     store: &dyn Store,
     config: &Config,
-    drawer: Option<&Document>,
+    drawer: Option<&RawDocument>,
 ) -> CommandResult<Vec<Document>> {
     let Some(d) = drawer else {
         return Ok(Vec::new());
     };
     let drawer_id = d.get_str("_id").unwrap_or_default();
-    let ids: Vec<Bson> = match value_at_path(d, "meta.migration.archived_snapshot_ids") {
-        Some(Bson::Array(ids)) if !ids.is_empty() => ids
-            .iter()
-            .filter_map(Bson::as_str)
+    let ids: Vec<Bson> = match raw_value_at_path(d, "meta.migration.archived_snapshot_ids") {
+        Some(RawBsonRef::Array(ids)) => ids
+            .into_iter()
+            .filter_map(|id| id.ok()?.as_str())
             .map(|s| Bson::from(format!("{drawer_id}:{s}")))
             .collect(),
-        _ => return Ok(Vec::new()),
+        _ => Vec::new(),
     };
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     Ok(store.get_many(&config.drawer(own::SNAPSHOT_ARCHIVE), &ids)?)
 }
 
@@ -1166,10 +1266,20 @@ mod tests {
             "meta": { "updated_at": 1, "status": "active",
                       "migration": { "run_id": "a", "migrated_at": 1, "set": [] } },
         };
+        // `as_stored`, on the stored bytes, answers as `same_but_bookkeeping`
+        // does on the decoded drawer, and leaves the built drawer as the
+        // stored one when it says yes, untouched when it says no.
         let same = |edit: &dyn Fn(&mut Document)| {
             let mut stored = built.clone();
             edit(&mut stored);
-            same_but_bookkeeping(&built, &stored, "")
+            let answer = same_but_bookkeeping(&built, &stored, "");
+            let mut candidate = built.clone();
+            let raw = RawDocumentBuf::from_document(&stored).unwrap();
+            assert_eq!(as_stored(&mut candidate, &raw), answer, "{stored}");
+            let expected = if answer { &stored } else { &built };
+            assert_eq!(&candidate, expected);
+            assert!(crate::encoded::same_doc(&candidate, expected));
+            answer
         };
         let set = |path: &'static str, v: Bson| {
             move |d: &mut Document| {
@@ -1194,6 +1304,17 @@ mod tests {
         )));
         assert!(!same(&set("services.training.active", Bson::Int32(1))));
         assert!(!same(&set("meta.extra", Bson::Null)));
+        assert!(!same(&|d| {
+            d.get_document_mut("meta")
+                .unwrap()
+                .get_document_mut("migration")
+                .unwrap()
+                .remove("run_id");
+        }));
+        assert!(!same(&|d| {
+            set("meta.migration.run_id", Bson::from("b"))(d);
+            set("meta.status", Bson::from("needs_review"))(d);
+        }));
         assert!(!same(&|d| {
             let meta = d.remove("meta").unwrap();
             let mut reordered = bson::doc! { "meta": meta };
