@@ -5,3 +5,4 @@ pub mod leases;
 pub mod lock;
 pub mod merge;
 pub mod plan;
+pub mod workers;
