@@ -56,6 +56,27 @@ pub fn value_len(value: &Bson) -> Option<usize> {
     })
 }
 
+/// The encoded size of a document whose fields are given as the length of
+/// each key and the encoded size of its value, for a document that is
+/// measured without being built.
+pub fn framed(fields: impl IntoIterator<Item = (usize, usize)>) -> usize {
+    4 + fields
+        .into_iter()
+        .map(|(key, value)| 1 + key + 1 + value)
+        .sum::<usize>()
+        + 1
+}
+
+/// The encoded size of an array whose items encode to the given sizes.
+pub fn array_of(items: impl IntoIterator<Item = usize>) -> usize {
+    framed(
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| (digits(i), value)),
+    )
+}
+
 fn element_len(key_len: usize, value: &Bson) -> Option<usize> {
     Some(1 + key_len + 1 + value_len(value)?)
 }

@@ -429,7 +429,9 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
     let limit = opts.max_drawer_bytes.min(MAX_DOCUMENT_BYTES);
     let mut measured = crate::encoded::doc_len(&ctx.d);
     let fits = |measured: Option<usize>, ctx: &Ctx| {
-        measured.unwrap_or(0) + path::size(&ctx.m.to_document()) + 1024 <= limit
+        let meta = ctx.m.encoded_len().unwrap_or(0);
+        debug_assert_eq!(meta, path::size(&ctx.m.to_document()));
+        measured.unwrap_or(0) + meta + 1024 <= limit
     };
     if !fits(measured, &ctx) {
         let snap_i = index_of(SNAPSHOTS);

@@ -214,6 +214,88 @@ impl MigrationMeta {
         self.set.iter().find(|r| r.path == path)
     }
 
+    /// The encoded size of [`MigrationMeta::to_document`], measured without
+    /// building it: the builder asks it of every drawer to see whether the
+    /// drawer fits, and building the document only to measure it was 3% of
+    /// a dry run. `None` when the document cannot be encoded.
+    pub fn encoded_len(&self) -> Option<usize> {
+        use crate::encoded::{array_of, framed, value_len};
+        let key = str::len;
+        let text = |s: &str| 4 + s.len() + 1;
+        let values = |items: &[Bson]| -> Option<usize> {
+            Some(array_of(
+                items.iter().map(value_len).collect::<Option<Vec<_>>>()?,
+            ))
+        };
+        let mut added = Vec::new();
+        for (spec, keys) in ARRAYS.iter().zip(&self.added) {
+            if !keys.is_empty() {
+                added.push(framed([
+                    (key("path"), text(spec.path)),
+                    (key("keys"), values(keys)?),
+                ]));
+            }
+        }
+        let mut set = Vec::with_capacity(self.set.len());
+        for r in &self.set {
+            set.push(framed([
+                (key("path"), text(&r.path)),
+                (key("existed"), 1),
+                (key("before"), value_len(&r.before)?),
+            ]));
+        }
+        let stamped: Vec<usize> = self
+            .stamped_in_order()
+            .iter()
+            .map(|(k, id)| {
+                Some(framed([
+                    (key("collection"), text(k.collection())),
+                    (key("plan_id"), value_len(id)?),
+                ]))
+            })
+            .collect::<Option<_>>()?;
+        let warnings: Vec<usize> = self
+            .warnings
+            .iter()
+            .map(|w| {
+                framed([
+                    (key("kind"), text(w.kind.as_str())),
+                    (key("source_id"), text(&w.source_id)),
+                    (key("field"), text(&w.field)),
+                ])
+            })
+            .collect();
+        let optional = |v: &Option<Bson>| value_len(v.as_ref().unwrap_or(&Bson::Null));
+        let mut fields = vec![
+            (key("run_id"), optional(&self.run_id)?),
+            (key("migrated_at"), optional(&self.migrated_at)?),
+            (key("created_drawer"), 1),
+            (key("added"), array_of(added)),
+            (key("set"), array_of(set)),
+            (
+                key("archived_snapshot_ids"),
+                array_of(distinct(&self.archived).iter().map(|s| text(s))),
+            ),
+            (key("stamped"), array_of(stamped)),
+            (key("warnings"), array_of(warnings)),
+        ];
+        if !self.created.is_empty() {
+            fields.push((
+                key("created"),
+                array_of(distinct(&self.created).iter().map(|s| text(s))),
+            ));
+        }
+        Some(framed(fields))
+    }
+
+    /// `stamped` sorted by collection and id, one per plan.
+    fn stamped_in_order(&self) -> Vec<(LegacyKind, Bson)> {
+        let mut stamped = self.stamped.clone();
+        stamped.sort_by_key(|(k, id)| (k.collection(), id_key(id)));
+        stamped.dedup_by(|a, b| a.0 == b.0 && id_key(&a.1) == id_key(&b.1));
+        stamped
+    }
+
     pub fn to_document(&self) -> Document {
         let mut added = Vec::new();
         for (spec, keys) in ARRAYS.iter().zip(&self.added) {
@@ -232,13 +314,9 @@ impl MigrationMeta {
                 Bson::Document(doc! { "path": r.path, "existed": r.existed, "before": r.before })
             })
             .collect();
-        let mut archived = self.archived.clone();
-        archived.sort();
-        archived.dedup();
-        let mut stamped = self.stamped.clone();
-        stamped.sort_by_key(|(k, id)| (k.collection(), id_key(id)));
-        stamped.dedup_by(|a, b| a.0 == b.0 && id_key(&a.1) == id_key(&b.1));
-        let stamped: Vec<Bson> = stamped
+        let archived = distinct(&self.archived);
+        let stamped: Vec<Bson> = self
+            .stamped_in_order()
             .into_iter()
             .map(|(k, id)| Bson::Document(doc! { "collection": k.collection(), "plan_id": id }))
             .collect();
@@ -258,11 +336,71 @@ impl MigrationMeta {
             "warnings": warnings,
         };
         if !self.created.is_empty() {
-            let mut created = self.created.clone();
-            created.sort();
-            created.dedup();
-            out.insert("created", created);
+            out.insert("created", distinct(&self.created));
         }
         out
+    }
+}
+
+/// The strings sorted, each once.
+fn distinct(strings: &[String]) -> Vec<String> {
+    let mut out = strings.to_vec();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::WarningKind;
+
+    fn size(m: &MigrationMeta) -> Option<usize> {
+        crate::encoded::doc_len(&m.to_document())
+    }
+
+    #[test]
+    fn the_measure_is_the_size_of_the_document() {
+        let mut m = MigrationMeta {
+            added: vec![Vec::new(); ARRAYS.len()],
+            ..Default::default()
+        };
+        assert_eq!(m.encoded_len(), size(&m));
+        m.run_id = Some(Bson::from("run-1"));
+        m.migrated_at = Some(Bson::DateTime(bson::DateTime::from_millis(5)));
+        m.created_drawer = true;
+        for i in 0..12 {
+            m.add(0, Bson::from(format!("submission_{i}")));
+        }
+        m.add(3, Bson::Int64(7));
+        m.add(6, Bson::from("training"));
+        m.set.push(SetRecord {
+            path: "profile.email".into(),
+            existed: true,
+            before: Bson::Document(doc! { "a": [1, { "b": "ñ" }], "c": null }),
+        });
+        m.set.push(SetRecord {
+            path: "services.training.active".into(),
+            existed: false,
+            before: Bson::Null,
+        });
+        m.archived = vec!["s2".into(), "s1".into(), "s2".into()];
+        m.stamped = vec![
+            (LegacyKind::TrainingPlan, Bson::from("p2")),
+            (LegacyKind::TrainingPlan, Bson::from("p1")),
+            (LegacyKind::TrainingPlan, Bson::from("p2")),
+            (LegacyKind::NutritionPlan, Bson::Int32(3)),
+        ];
+        m.warnings.insert(Warning {
+            kind: WarningKind::DrawerTooLarge,
+            source_id: "client_1".into(),
+            field: String::new(),
+        });
+        assert_eq!(m.encoded_len(), size(&m));
+        m.created = vec!["profile".into(), "meta".into(), "profile".into()];
+        assert_eq!(m.encoded_len(), size(&m));
+        m.set[0].before = Bson::Document(doc! { "a\0b": 1 });
+        assert_eq!(m.encoded_len(), None);
+        assert_eq!(size(&m), None);
     }
 }
