@@ -23,7 +23,7 @@ use std::fmt;
 /// Parses one line of a `.jsonl` file into a BSON document, as
 /// `bson::to_vec(&parse_line(line)?)` would.
 pub fn parse_line_raw(line: &str) -> Result<RawDocumentBuf, ExtJsonError> {
-    if let Some(bytes) = fast_parse(line) {
+    if let Some(bytes) = Reader::read_line(line).or_else(|| fast_parse(line)) {
         if let Ok(doc) = RawDocumentBuf::from_bytes(bytes) {
             return Ok(doc);
         }
@@ -63,6 +63,328 @@ pub fn write_line_raw(doc: &RawDocument, out: &mut Vec<u8>) -> Result<(), bson::
     let line = to_line(&crate::encoded::from_raw(doc)?);
     out.extend_from_slice(line.as_bytes());
     Ok(())
+}
+
+/// A reader of the JSON most lines hold, straight to BSON bytes, without
+/// `serde`'s visitors: objects, arrays, strings (with the short escapes,
+/// not `\u`), integers, `true`, `false`, `null`, and lone `$oid` and
+/// `$date` strings. Any other number is read by `serde_json` on its own
+/// text; anything else, or anything it does not read as `serde_json`
+/// would (a repeated key, another wrapper, a malformed line), makes it give
+/// up, and the line goes through [`fast_parse`]: so its bytes, when it has
+/// any, are always those of the paths after it.
+struct Reader<'a> {
+    text: &'a [u8],
+    at: usize,
+    out: Vec<u8>,
+    /// The keys of the objects being read, spans of `out`.
+    keys: Vec<(usize, usize)>,
+}
+
+/// Deeper than this the reader gives up (`serde_json` refuses a line past
+/// 128 levels).
+const MAX_DEPTH: usize = 100;
+
+impl<'a> Reader<'a> {
+    fn read_line(line: &'a str) -> Option<Vec<u8>> {
+        let mut reader = Reader {
+            text: line.as_bytes(),
+            at: 0,
+            out: Vec::with_capacity(line.len()),
+            keys: Vec::new(),
+        };
+        reader.skip_space();
+        if reader.peek()? != b'{' {
+            return None;
+        }
+        reader.at += 1;
+        if reader.object(0)? != ElementType::EmbeddedDocument {
+            return None;
+        }
+        reader.skip_space();
+        (reader.at == reader.text.len()).then_some(reader.out)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.at).copied()
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.text.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// The next byte after blanks, consumed.
+    fn next_token(&mut self) -> Option<u8> {
+        self.skip_space();
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    /// An object, its `{` read: a document, or a lone `$oid` or `$date`.
+    fn object(&mut self, depth: usize) -> Option<ElementType> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let start = self.out.len();
+        self.out.extend_from_slice(&[0; 4]);
+        let base = self.keys.len();
+        match self.next_token()? {
+            b'}' => return self.close(start, ElementType::EmbeddedDocument),
+            b'"' => {}
+            _ => return None,
+        }
+        loop {
+            let kind_at = self.out.len();
+            self.out.push(0);
+            let key_at = self.out.len();
+            self.string_bytes()?;
+            let key = &self.out[key_at..];
+            if key.first() == Some(&b'$') {
+                let key = std::str::from_utf8(key).ok()?;
+                if is_wrapper(key) {
+                    return if self.keys.len() == base {
+                        let wrapper = key.to_string();
+                        self.out.truncate(start);
+                        self.lone_wrapper(&wrapper)
+                    } else {
+                        None
+                    };
+                }
+            }
+            // No NUL: a control character or a `\u` escape made it give up.
+            if repeats_span(&self.out, &self.keys[base..], key_at) {
+                return None;
+            }
+            self.keys.push((key_at, self.out.len()));
+            self.out.push(0);
+            if self.next_token()? != b':' {
+                return None;
+            }
+            self.out[kind_at] = self.value(depth)? as u8;
+            match self.next_token()? {
+                b',' => {
+                    if self.next_token()? != b'"' {
+                        return None;
+                    }
+                }
+                b'}' => {
+                    self.keys.truncate(base);
+                    return self.close(start, ElementType::EmbeddedDocument);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// `{"$oid": "…"}` or `{"$date": "…"}`, the key read.
+    fn lone_wrapper(&mut self, key: &str) -> Option<ElementType> {
+        if self.next_token()? != b':' || self.next_token()? != b'"' {
+            return None;
+        }
+        let from = self.out.len();
+        self.string_bytes()?;
+        if self.next_token()? != b'}' {
+            return None;
+        }
+        let text = std::str::from_utf8(&self.out[from..]).ok()?.to_string();
+        self.out.truncate(from);
+        match key {
+            "$oid" => {
+                let id = bson::oid::ObjectId::parse_str(&text).ok()?;
+                self.out.extend_from_slice(&id.bytes());
+                Some(ElementType::ObjectId)
+            }
+            "$date" => {
+                let at = bson::DateTime::parse_rfc3339_str(&text).ok()?;
+                self.out
+                    .extend_from_slice(&at.timestamp_millis().to_le_bytes());
+                Some(ElementType::DateTime)
+            }
+            _ => None,
+        }
+    }
+
+    /// An array, its `[` read.
+    fn array(&mut self, depth: usize) -> Option<ElementType> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let start = self.out.len();
+        self.out.extend_from_slice(&[0; 4]);
+        self.skip_space();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return self.close(start, ElementType::Array);
+        }
+        let mut index = itoa::Buffer::new();
+        let mut i = 0usize;
+        loop {
+            let kind_at = self.out.len();
+            self.out.push(0);
+            self.out.extend_from_slice(index.format(i).as_bytes());
+            self.out.push(0);
+            self.out[kind_at] = self.value(depth)? as u8;
+            i += 1;
+            match self.next_token()? {
+                b',' => {}
+                b']' => return self.close(start, ElementType::Array),
+                _ => return None,
+            }
+        }
+    }
+
+    fn close(&mut self, start: usize, kind: ElementType) -> Option<ElementType> {
+        self.out.push(0);
+        let len = i32::try_from(self.out.len() - start).ok()?;
+        self.out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        Some(kind)
+    }
+
+    /// One value, written without its type byte; its type.
+    fn value(&mut self, depth: usize) -> Option<ElementType> {
+        Some(match self.next_token()? {
+            b'"' => {
+                let len_at = self.out.len();
+                self.out.extend_from_slice(&[0; 4]);
+                self.string_bytes()?;
+                self.out.push(0);
+                let len = i32::try_from(self.out.len() - len_at - 4).ok()?;
+                self.out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+                ElementType::String
+            }
+            b'{' => self.object(depth + 1)?,
+            b'[' => self.array(depth + 1)?,
+            b't' => {
+                self.literal(b"rue")?;
+                self.out.push(1);
+                ElementType::Boolean
+            }
+            b'f' => {
+                self.literal(b"alse")?;
+                self.out.push(0);
+                ElementType::Boolean
+            }
+            b'n' => {
+                self.literal(b"ull")?;
+                ElementType::Null
+            }
+            b'-' | b'0'..=b'9' => {
+                self.at -= 1;
+                self.number()?
+            }
+            _ => return None,
+        })
+    }
+
+    fn literal(&mut self, rest: &[u8]) -> Option<()> {
+        let end = self.at + rest.len();
+        (self.text.get(self.at..end)? == rest).then(|| self.at = end)
+    }
+
+    /// A number: a short integer read here, any other read by `serde_json`
+    /// from its text alone (where it stops reading is where a number ends
+    /// in a line too).
+    fn number(&mut self) -> Option<ElementType> {
+        let from = self.at;
+        let mut end = from;
+        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.text.get(end) {
+            end += 1;
+        }
+        self.at = end;
+        let text = &self.text[from..end];
+        let (negative, digits) = match text.split_first() {
+            Some((b'-', digits)) => (true, digits),
+            _ => (false, text),
+        };
+        let plain = !digits.is_empty()
+            && digits.len() <= 18
+            && digits.iter().all(u8::is_ascii_digit)
+            && (digits[0] != b'0' || (digits.len() == 1 && !negative));
+        if !plain {
+            let text = std::str::from_utf8(text).ok()?;
+            let mut de = serde_json::Deserializer::from_str(text);
+            let kind = ValueSeed { out: &mut self.out }.deserialize(&mut de).ok()?;
+            de.end().ok()?;
+            return Some(kind);
+        }
+        let magnitude = digits
+            .iter()
+            .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+        let n = if negative { -magnitude } else { magnitude };
+        Some(match i32::try_from(n) {
+            Ok(small) => {
+                self.out.extend_from_slice(&small.to_le_bytes());
+                ElementType::Int32
+            }
+            Err(_) => {
+                self.out.extend_from_slice(&n.to_le_bytes());
+                ElementType::Int64
+            }
+        })
+    }
+
+    /// The text of a string, its opening quote read, appended to `out`
+    /// unescaped (without a NUL). Gives up on a `\u` escape and on what
+    /// `serde_json` refuses (a control character, a bad escape).
+    fn string_bytes(&mut self) -> Option<()> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let mut from = self.at;
+        let mut i = self.at;
+        loop {
+            if let Some(word) = self.text.get(i..i + 8) {
+                let w = u64::from_le_bytes(word.try_into().ok()?);
+                let quote = w ^ (ONES * u64::from(b'"'));
+                let slash = w ^ (ONES * u64::from(b'\\'));
+                let special = (w.wrapping_sub(ONES * 0x20) & !w)
+                    | (quote.wrapping_sub(ONES) & !quote)
+                    | (slash.wrapping_sub(ONES) & !slash);
+                if special & HIGH == 0 {
+                    i += 8;
+                    continue;
+                }
+                // The lowest flagged byte is the first to look at (a
+                // borrow only ever flags bytes above a flagged one).
+                i += (special & HIGH).trailing_zeros() as usize / 8;
+            }
+            match *self.text.get(i)? {
+                b'"' => {
+                    self.out.extend_from_slice(&self.text[from..i]);
+                    self.at = i + 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    self.out.extend_from_slice(&self.text[from..i]);
+                    let unescaped = match *self.text.get(i + 1)? {
+                        b'"' => b'"',
+                        b'\\' => b'\\',
+                        b'/' => b'/',
+                        b'b' => 0x08,
+                        b'f' => 0x0C,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        _ => return None,
+                    };
+                    self.out.push(unescaped);
+                    i += 2;
+                    from = i;
+                }
+                0..0x20 => return None,
+                _ => i += 1,
+            }
+        }
+    }
+}
+
+/// Whether the key just written (from `key_at` to the end of `out`) is one
+/// of `keys` (spans of `out`).
+fn repeats_span(out: &[u8], keys: &[(usize, usize)], key_at: usize) -> bool {
+    let new = &out[key_at..];
+    keys.iter().any(|&(from, to)| &out[from..to] == new)
 }
 
 fn fast_parse(line: &str) -> Option<Vec<u8>> {
@@ -642,6 +964,11 @@ fn json_string(out: &mut Vec<u8>, text: &[u8]) -> Option<()> {
                 i += 8;
                 continue;
             }
+            // The lowest flagged byte is the first to look at (a borrow
+            // only ever flags bytes above a flagged one); those before it
+            // need no escaping.
+            let clean = (special & HIGH).trailing_zeros() as usize / 8;
+            i += clean;
         }
         let b = text[i];
         high |= u64::from(b);
@@ -754,6 +1081,26 @@ mod tests {
             r#""text""#,
             r#"{"_id": 1, "x": 1e400}"#,
             r#"{"_id": "\ud83d\ude00 \"quoted\" \\ back"}"#,
+            r#" { "_id" : 1 ,	"a" : [ 1 , 2 ] , "b" : { } , "c" : [ ] }  "#,
+            r#"{"_id": 1, "s": "a\/b\bc\fd\ne\rf\tg\"h\\i", "k\n": 1}"#,
+            r#"{"_id": 1, "s": "bad \x escape"}"#,
+            r#"{"_id": 1, "s": "raw	tab"}"#,
+            r#"{"_id": 1, "n": [0, -0, 01, -01, 1.5, -1.5e3, 1E2, 123456789012345678, 1234567890123456789]}"#,
+            r#"{"_id": 1, "n": [-123456789012345678, -9223372036854775809, 2147483648, -2147483649, 1.]}"#,
+            r#"{"_id": 1, "n": [-, 1e, +1, 1-2, 1.5.5]}"#,
+            r#"{"_id": 1, "t": tru, "f": fals}"#,
+            r#"{"_id": 1, "a": [1,], "b": 2}"#,
+            r#"{"_id": 1, "a": 1,}"#,
+            r#"{"_id": {"$oid": "65A1B2C3D4E5F60718293A4B"}, "d": {"$date": "2024-01-01T00:00:00+02:00"}}"#,
+            r#"{"_id": 1, "x": {"$oid": 1}, "y": {"$date": "2024-01-01T00:00:00Z", "z": 1}}"#,
+            r#"{"$oid": "65a1b2c3d4e5f60718293a4b"}"#,
+            r#"{"_id": 1, "a\u0000b": 1}"#,
+            r#"{"_id": 1, "x": {"$x": 1, "$oid": 2}}"#,
+            "{\"_id\": 1, \"deep\": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+            r#"{"_id": 1, "s": "ñandú €"} "#,
+            r#"{"_id": 1, "s": "unterminated}"#,
+            "",
+            "{",
         ];
         for line in cases {
             assert_eq!(fast(line), slow(line), "{line}");
@@ -880,6 +1227,23 @@ mod tests {
     }
 
     proptest! {
+        /// Numbers, strings and blanks as they come, well formed or not.
+        #[test]
+        fn any_scalar_text_reads_as_the_slow_path_reads_it(
+            value in prop_oneof![
+                "-?[0-9]{1,22}",
+                "-?[0-9.eE+-]{1,8}",
+                "\"([ -~é]|\\\\[\"\\\\/bfnrtux]){0,20}\"",
+                "[ -~]{1,6}",
+            ],
+            blank in "[ \t\r\n]{0,2}",
+        ) {
+            let line = format!("{{{blank}\"_id\"{blank}:{blank}1,\"v\":{blank}{value}{blank}}}");
+            prop_assert_eq!(fast(&line), slow(&line), "{}", line);
+            let line = format!("{{\"_id\":1,\"v\":[{value},{value}]}}");
+            prop_assert_eq!(fast(&line), slow(&line), "{}", line);
+        }
+
         #[test]
         fn any_stored_document_writes_as_the_slow_path_writes_it(v in stored_value()) {
             let raw = RawDocumentBuf::from_document(&bson::doc! { "_id": 1, "v": v }).unwrap();
