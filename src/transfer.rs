@@ -152,8 +152,12 @@ fn numbered_lines(file: File) -> impl Iterator<Item = (usize, std::io::Result<St
 
 /// Lines read and parsed together, on all cores.
 const PARSE_CHUNK: usize = 2048;
-/// Documents formatted together, on all cores.
+/// Documents formatted together on one thread: at most this many, and no
+/// more once they weigh this many bytes of BSON.
 const FORMAT_CHUNK: usize = 256;
+const FORMAT_BYTES: usize = 1 << 20;
+/// Chunks formatted at once while the next is read.
+const CHUNKS_IN_FLIGHT: usize = 2;
 
 /// One line of a JSONL file: its length, and its document (`None` for a
 /// blank line).
@@ -236,6 +240,38 @@ fn map_on_all_cores<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -
             })
             .collect()
     })
+}
+
+/// The next documents of a scan, up to [`FORMAT_CHUNK`] of them or
+/// [`FORMAT_BYTES`] of BSON, and the read error that ended them early.
+fn read_chunk(
+    docs: &mut impl Iterator<Item = crate::store::StoreResult<RawDocumentBuf>>,
+) -> (Vec<RawDocumentBuf>, Option<StoreError>) {
+    let mut chunk = Vec::with_capacity(FORMAT_CHUNK);
+    let mut bytes = 0;
+    while chunk.len() < FORMAT_CHUNK && bytes < FORMAT_BYTES {
+        match docs.next() {
+            Some(Ok(doc)) => {
+                bytes += doc.as_bytes().len();
+                chunk.push(doc);
+            }
+            Some(Err(e)) => return (chunk, Some(e)),
+            None => break,
+        }
+    }
+    (chunk, None)
+}
+
+/// The lines of a chunk of documents, each ending in a newline, and how
+/// many there are; the first document that cannot be formatted is the error.
+fn format_chunk(docs: Vec<RawDocumentBuf>) -> Result<(u64, Vec<u8>), bson::raw::Error> {
+    let bytes: usize = docs.iter().map(|d| d.as_bytes().len()).sum();
+    let mut out = Vec::with_capacity(bytes + bytes / 4);
+    for doc in &docs {
+        extjson::write_line_raw(doc, &mut out)?;
+        out.push(b'\n');
+    }
+    Ok((docs.len() as u64, out))
 }
 
 /// Reads every line of a file once; the first bad line is the error: not
@@ -375,22 +411,39 @@ fn export_collection(
         .map_err(CommandError::io(format!("creating {}", tmp.display())))?;
     let mut out = BufWriter::new(file);
     let mut count = 0;
-    let mut docs = store.scan_raw(ns, &Scan::by_id(batch_size))?.peekable();
-    // Formatted a chunk at a time on all cores (formatting was most of an export).
-    while docs.peek().is_some() {
-        let chunk = docs
-            .by_ref()
-            .take(FORMAT_CHUNK)
-            .collect::<Result<Vec<_>, _>>()?;
-        for line in map_on_all_cores(&chunk, |doc| extjson::to_line_raw(doc)) {
-            let line = line.map_err(|e| CommandError::from(StoreError::Encoding(e.to_string())))?;
-            out.write_all(line.as_bytes())
-                .and_then(|_| out.write_all(b"\n"))
-                .map_err(CommandError::io(format!("writing {}", tmp.display())))?;
+    let mut docs = store.scan_raw(ns, &Scan::by_id(batch_size))?;
+    let writing = |e| CommandError::io(format!("writing {}", tmp.display()))(e);
+    // Formatting was most of an export: each chunk is formatted on a thread
+    // of its own while this one reads the next chunks from the store, and
+    // the chunks are written in order.
+    std::thread::scope(|scope| -> CommandResult<()> {
+        let mut pending = std::collections::VecDeque::new();
+        loop {
+            let (chunk, failed) = read_chunk(&mut docs);
+            let done = failed.is_some() || chunk.is_empty();
+            if !chunk.is_empty() {
+                pending.push_back(scope.spawn(move || format_chunk(chunk)));
+            }
+            while pending.len() >= CHUNKS_IN_FLIGHT || (done && !pending.is_empty()) {
+                let formatted = pending
+                    .pop_front()
+                    .expect("a chunk is pending")
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                let (n, lines) = formatted
+                    .map_err(|e| CommandError::from(StoreError::Encoding(e.to_string())))?;
+                out.write_all(&lines).map_err(writing)?;
+                count += n;
+                progress.inc(n);
+            }
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            if done {
+                return Ok(());
+            }
         }
-        count += chunk.len() as u64;
-        progress.inc(chunk.len() as u64);
-    }
+    })?;
     out.into_inner()
         .map_err(|e| CommandError::io(format!("writing {}", tmp.display()))(e.into_error()))?
         .sync_all()

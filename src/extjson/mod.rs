@@ -9,7 +9,7 @@ use bson::{Bson, Document};
 use serde_json::{Map, Value};
 
 mod raw;
-pub use raw::{parse_line_raw, to_line_raw};
+pub use raw::{parse_line_raw, to_line_raw, write_line_raw};
 
 /// Why a line of Extended JSON could not become a document.
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,7 @@ use std::fmt;
 /// Parses one line of a `.jsonl` file into a BSON document, as
 /// `bson::to_vec(&parse_line(line)?)` would.
 pub fn parse_line_raw(line: &str) -> Result<RawDocumentBuf, ExtJsonError> {
-    if let Some(bytes) = fast_parse(line) {
+    if let Some(bytes) = Reader::read_line(line).or_else(|| fast_parse(line)) {
         if let Ok(doc) = RawDocumentBuf::from_bytes(bytes) {
             return Ok(doc);
         }
@@ -37,12 +37,354 @@ pub fn parse_line_raw(line: &str) -> Result<RawDocumentBuf, ExtJsonError> {
 /// `to_line(&document)` would.
 pub fn to_line_raw(doc: &RawDocument) -> Result<String, bson::raw::Error> {
     let mut out = Vec::with_capacity(doc.as_bytes().len() + doc.as_bytes().len() / 4);
-    if write_document(doc, &mut out).is_ok() {
-        if let Ok(text) = String::from_utf8(out) {
-            return Ok(text);
+    write_line_raw(doc, &mut out)?;
+    Ok(String::from_utf8(out).expect("every key and string written was checked UTF-8"))
+}
+
+/// Appends a stored document to `out` as one line of a `.jsonl` file (no
+/// newline), as `to_line(&document)` would; on an error `out` is as it was.
+///
+/// The common types are written straight from the bytes ([`json_document`]);
+/// a document holding anything else, or anything malformed, goes through the
+/// bson crate's iterator, and failing that through `Document`, so the text,
+/// or the error, is always the slow path's.
+pub fn write_line_raw(doc: &RawDocument, out: &mut Vec<u8>) -> Result<(), bson::raw::Error> {
+    let start = out.len();
+    let bytes = doc.as_bytes();
+    let mut keys = Vec::new();
+    if json_document(bytes, 0, false, out, &mut keys) == Some(bytes.len()) {
+        return Ok(());
+    }
+    out.truncate(start);
+    if write_document(doc, out).is_ok() && std::str::from_utf8(&out[start..]).is_ok() {
+        return Ok(());
+    }
+    out.truncate(start);
+    let line = to_line(&crate::encoded::from_raw(doc)?);
+    out.extend_from_slice(line.as_bytes());
+    Ok(())
+}
+
+/// A reader of the JSON most lines hold, straight to BSON bytes, without
+/// `serde`'s visitors: objects, arrays, strings (with the short escapes,
+/// not `\u`), integers, `true`, `false`, `null`, and lone `$oid` and
+/// `$date` strings. Any other number is read by `serde_json` on its own
+/// text; anything else, or anything it does not read as `serde_json`
+/// would (a repeated key, another wrapper, a malformed line), makes it give
+/// up, and the line goes through [`fast_parse`]: so its bytes, when it has
+/// any, are always those of the paths after it.
+struct Reader<'a> {
+    text: &'a [u8],
+    at: usize,
+    out: Vec<u8>,
+    /// The keys of the objects being read, spans of `out`.
+    keys: Vec<(usize, usize)>,
+}
+
+/// Deeper than this the reader gives up (`serde_json` refuses a line past
+/// 128 levels).
+const MAX_DEPTH: usize = 100;
+
+impl<'a> Reader<'a> {
+    fn read_line(line: &'a str) -> Option<Vec<u8>> {
+        let mut reader = Reader {
+            text: line.as_bytes(),
+            at: 0,
+            out: Vec::with_capacity(line.len()),
+            keys: Vec::new(),
+        };
+        reader.skip_space();
+        if reader.peek()? != b'{' {
+            return None;
+        }
+        reader.at += 1;
+        if reader.object(0)? != ElementType::EmbeddedDocument {
+            return None;
+        }
+        reader.skip_space();
+        (reader.at == reader.text.len()).then_some(reader.out)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.at).copied()
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.text.get(self.at) {
+            self.at += 1;
         }
     }
-    Ok(to_line(&crate::encoded::from_raw(doc)?))
+
+    /// The next byte after blanks, consumed.
+    fn next_token(&mut self) -> Option<u8> {
+        self.skip_space();
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    /// An object, its `{` read: a document, or a lone `$oid` or `$date`.
+    fn object(&mut self, depth: usize) -> Option<ElementType> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let start = self.out.len();
+        self.out.extend_from_slice(&[0; 4]);
+        let base = self.keys.len();
+        match self.next_token()? {
+            b'}' => return self.close(start, ElementType::EmbeddedDocument),
+            b'"' => {}
+            _ => return None,
+        }
+        loop {
+            let kind_at = self.out.len();
+            self.out.push(0);
+            let key_at = self.out.len();
+            self.string_bytes()?;
+            let key = &self.out[key_at..];
+            if key.first() == Some(&b'$') {
+                let key = std::str::from_utf8(key).ok()?;
+                if is_wrapper(key) {
+                    return if self.keys.len() == base {
+                        let wrapper = key.to_string();
+                        self.out.truncate(start);
+                        self.lone_wrapper(&wrapper)
+                    } else {
+                        None
+                    };
+                }
+            }
+            // No NUL: a control character or a `\u` escape made it give up.
+            if repeats_span(&self.out, &self.keys[base..], key_at) {
+                return None;
+            }
+            self.keys.push((key_at, self.out.len()));
+            self.out.push(0);
+            if self.next_token()? != b':' {
+                return None;
+            }
+            self.out[kind_at] = self.value(depth)? as u8;
+            match self.next_token()? {
+                b',' => {
+                    if self.next_token()? != b'"' {
+                        return None;
+                    }
+                }
+                b'}' => {
+                    self.keys.truncate(base);
+                    return self.close(start, ElementType::EmbeddedDocument);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// `{"$oid": "…"}` or `{"$date": "…"}`, the key read.
+    fn lone_wrapper(&mut self, key: &str) -> Option<ElementType> {
+        if self.next_token()? != b':' || self.next_token()? != b'"' {
+            return None;
+        }
+        let from = self.out.len();
+        self.string_bytes()?;
+        if self.next_token()? != b'}' {
+            return None;
+        }
+        let text = std::str::from_utf8(&self.out[from..]).ok()?.to_string();
+        self.out.truncate(from);
+        match key {
+            "$oid" => {
+                let id = bson::oid::ObjectId::parse_str(&text).ok()?;
+                self.out.extend_from_slice(&id.bytes());
+                Some(ElementType::ObjectId)
+            }
+            "$date" => {
+                let at = bson::DateTime::parse_rfc3339_str(&text).ok()?;
+                self.out
+                    .extend_from_slice(&at.timestamp_millis().to_le_bytes());
+                Some(ElementType::DateTime)
+            }
+            _ => None,
+        }
+    }
+
+    /// An array, its `[` read.
+    fn array(&mut self, depth: usize) -> Option<ElementType> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let start = self.out.len();
+        self.out.extend_from_slice(&[0; 4]);
+        self.skip_space();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return self.close(start, ElementType::Array);
+        }
+        let mut index = itoa::Buffer::new();
+        let mut i = 0usize;
+        loop {
+            let kind_at = self.out.len();
+            self.out.push(0);
+            self.out.extend_from_slice(index.format(i).as_bytes());
+            self.out.push(0);
+            self.out[kind_at] = self.value(depth)? as u8;
+            i += 1;
+            match self.next_token()? {
+                b',' => {}
+                b']' => return self.close(start, ElementType::Array),
+                _ => return None,
+            }
+        }
+    }
+
+    fn close(&mut self, start: usize, kind: ElementType) -> Option<ElementType> {
+        self.out.push(0);
+        let len = i32::try_from(self.out.len() - start).ok()?;
+        self.out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        Some(kind)
+    }
+
+    /// One value, written without its type byte; its type.
+    fn value(&mut self, depth: usize) -> Option<ElementType> {
+        Some(match self.next_token()? {
+            b'"' => {
+                let len_at = self.out.len();
+                self.out.extend_from_slice(&[0; 4]);
+                self.string_bytes()?;
+                self.out.push(0);
+                let len = i32::try_from(self.out.len() - len_at - 4).ok()?;
+                self.out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+                ElementType::String
+            }
+            b'{' => self.object(depth + 1)?,
+            b'[' => self.array(depth + 1)?,
+            b't' => {
+                self.literal(b"rue")?;
+                self.out.push(1);
+                ElementType::Boolean
+            }
+            b'f' => {
+                self.literal(b"alse")?;
+                self.out.push(0);
+                ElementType::Boolean
+            }
+            b'n' => {
+                self.literal(b"ull")?;
+                ElementType::Null
+            }
+            b'-' | b'0'..=b'9' => {
+                self.at -= 1;
+                self.number()?
+            }
+            _ => return None,
+        })
+    }
+
+    fn literal(&mut self, rest: &[u8]) -> Option<()> {
+        let end = self.at + rest.len();
+        (self.text.get(self.at..end)? == rest).then(|| self.at = end)
+    }
+
+    /// A number: a short integer read here, any other read by `serde_json`
+    /// from its text alone (where it stops reading is where a number ends
+    /// in a line too).
+    fn number(&mut self) -> Option<ElementType> {
+        let from = self.at;
+        let mut end = from;
+        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.text.get(end) {
+            end += 1;
+        }
+        self.at = end;
+        let text = &self.text[from..end];
+        let (negative, digits) = match text.split_first() {
+            Some((b'-', digits)) => (true, digits),
+            _ => (false, text),
+        };
+        let plain = !digits.is_empty()
+            && digits.len() <= 18
+            && digits.iter().all(u8::is_ascii_digit)
+            && (digits[0] != b'0' || (digits.len() == 1 && !negative));
+        if !plain {
+            let text = std::str::from_utf8(text).ok()?;
+            let mut de = serde_json::Deserializer::from_str(text);
+            let kind = ValueSeed { out: &mut self.out }.deserialize(&mut de).ok()?;
+            de.end().ok()?;
+            return Some(kind);
+        }
+        let magnitude = digits
+            .iter()
+            .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+        let n = if negative { -magnitude } else { magnitude };
+        Some(match i32::try_from(n) {
+            Ok(small) => {
+                self.out.extend_from_slice(&small.to_le_bytes());
+                ElementType::Int32
+            }
+            Err(_) => {
+                self.out.extend_from_slice(&n.to_le_bytes());
+                ElementType::Int64
+            }
+        })
+    }
+
+    /// The text of a string, its opening quote read, appended to `out`
+    /// unescaped (without a NUL). Gives up on a `\u` escape and on what
+    /// `serde_json` refuses (a control character, a bad escape).
+    fn string_bytes(&mut self) -> Option<()> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let mut from = self.at;
+        let mut i = self.at;
+        loop {
+            if let Some(word) = self.text.get(i..i + 8) {
+                let w = u64::from_le_bytes(word.try_into().ok()?);
+                let quote = w ^ (ONES * u64::from(b'"'));
+                let slash = w ^ (ONES * u64::from(b'\\'));
+                let special = (w.wrapping_sub(ONES * 0x20) & !w)
+                    | (quote.wrapping_sub(ONES) & !quote)
+                    | (slash.wrapping_sub(ONES) & !slash);
+                if special & HIGH == 0 {
+                    i += 8;
+                    continue;
+                }
+                // The lowest flagged byte is the first to look at (a
+                // borrow only ever flags bytes above a flagged one).
+                i += (special & HIGH).trailing_zeros() as usize / 8;
+            }
+            match *self.text.get(i)? {
+                b'"' => {
+                    self.out.extend_from_slice(&self.text[from..i]);
+                    self.at = i + 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    self.out.extend_from_slice(&self.text[from..i]);
+                    let unescaped = match *self.text.get(i + 1)? {
+                        b'"' => b'"',
+                        b'\\' => b'\\',
+                        b'/' => b'/',
+                        b'b' => 0x08,
+                        b'f' => 0x0C,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        _ => return None,
+                    };
+                    self.out.push(unescaped);
+                    i += 2;
+                    from = i;
+                }
+                0..0x20 => return None,
+                _ => i += 1,
+            }
+        }
+    }
+}
+
+/// Whether the key just written (from `key_at` to the end of `out`) is one
+/// of `keys` (spans of `out`).
+fn repeats_span(out: &[u8], keys: &[(usize, usize)], key_at: usize) -> bool {
+    let new = &out[key_at..];
+    keys.iter().any(|&(from, to)| &out[from..to] == new)
 }
 
 fn fast_parse(line: &str) -> Option<Vec<u8>> {
@@ -387,6 +729,290 @@ fn write_value(value: RawBsonRef<'_>, out: &mut Vec<u8>) -> Result<(), Unhandled
     Ok(())
 }
 
+/// Writes the document (or, `array`, the array) framed at `at` as JSON
+/// straight from its bytes and says the offset just past it. `None` for a
+/// type it leaves to the crate (anything but double, string, document,
+/// array, object id, boolean, date, null, 32- and 64-bit integers), a
+/// non-finite double, a repeated key, and for anything the crate would
+/// refuse or might read otherwise: a length out of bounds, a missing
+/// terminator, a key or string that is not UTF-8, a boolean other than 0
+/// or 1 (the checks of `encoded`'s reader: stricter than the crate, never
+/// laxer). An array's keys are read, checked, and dropped, as the crate
+/// does. `keys` holds the keys of the documents being written (spans of
+/// `bytes`), and is as it was on return.
+fn json_document(
+    bytes: &[u8],
+    at: usize,
+    array: bool,
+    out: &mut Vec<u8>,
+    keys: &mut Vec<(usize, usize)>,
+) -> Option<usize> {
+    let len = usize::try_from(read_i32(bytes, at)?).ok()?;
+    let end = at.checked_add(len)?;
+    if len < 5 || end > bytes.len() || bytes[end - 1] != 0 {
+        return None;
+    }
+    let last = end - 1;
+    let base = keys.len();
+    out.push(if array { b'[' } else { b'{' });
+    let mut pos = at + 4;
+    while pos < last {
+        let kind = bytes[pos];
+        let key_at = pos + 1;
+        let key_len = bytes[key_at..last].iter().position(|&b| b == 0)?;
+        let key = &bytes[key_at..key_at + key_len];
+        if pos > at + 4 {
+            out.push(b',');
+        }
+        if array {
+            if !key.is_ascii() {
+                std::str::from_utf8(key).ok()?;
+            }
+        } else {
+            let repeated = keys[base..]
+                .iter()
+                .any(|&(from, len)| len == key_len && &bytes[from..from + len] == key);
+            if repeated {
+                return None;
+            }
+            keys.push((key_at, key_len));
+            json_string(out, key)?;
+            out.push(b':');
+        }
+        pos = json_value(bytes, kind, key_at + key_len + 1, out, keys)?;
+    }
+    keys.truncate(base);
+    out.push(if array { b']' } else { b'}' });
+    (pos == last).then_some(end)
+}
+
+/// Writes the value of type `kind` at `at` as `to_json` would; the offset
+/// just past it.
+fn json_value(
+    bytes: &[u8],
+    kind: u8,
+    at: usize,
+    out: &mut Vec<u8>,
+    keys: &mut Vec<(usize, usize)>,
+) -> Option<usize> {
+    let fixed8 = || -> Option<[u8; 8]> { bytes.get(at..at.checked_add(8)?)?.try_into().ok() };
+    Some(match kind {
+        0x01 => {
+            let x = f64::from_le_bytes(fixed8()?);
+            if !x.is_finite() {
+                return None;
+            }
+            serde_json::ser::Formatter::write_f64(&mut serde_json::ser::CompactFormatter, out, x)
+                .ok()?;
+            at + 8
+        }
+        0x02 => {
+            let len = usize::try_from(read_i32(bytes, at)?).ok()?;
+            let text = at + 4;
+            let end = text.checked_add(len)?;
+            if len < 1 || end > bytes.len() || bytes[end - 1] != 0 {
+                return None;
+            }
+            json_string(out, &bytes[text..end - 1])?;
+            end
+        }
+        0x03 => json_document(bytes, at, false, out, keys)?,
+        0x04 => json_document(bytes, at, true, out, keys)?,
+        0x07 => {
+            let id = bytes.get(at..at.checked_add(12)?)?;
+            out.extend_from_slice(b"{\"$oid\":\"");
+            for &b in id {
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xF)]);
+            }
+            out.extend_from_slice(b"\"}");
+            at + 12
+        }
+        0x08 => {
+            match *bytes.get(at)? {
+                0 => out.extend_from_slice(b"false"),
+                1 => out.extend_from_slice(b"true"),
+                _ => return None,
+            }
+            at + 1
+        }
+        0x09 => {
+            json_date(out, i64::from_le_bytes(fixed8()?));
+            at + 8
+        }
+        0x0A => {
+            out.extend_from_slice(b"null");
+            at
+        }
+        0x10 => {
+            let n = read_i32(bytes, at)?;
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            at + 4
+        }
+        0x12 => {
+            let n = i64::from_le_bytes(fixed8()?);
+            let mut digits = itoa::Buffer::new();
+            if i32::try_from(n).is_ok() {
+                out.extend_from_slice(b"{\"$numberLong\":\"");
+                out.extend_from_slice(digits.format(n).as_bytes());
+                out.extend_from_slice(b"\"}");
+            } else {
+                out.extend_from_slice(digits.format(n).as_bytes());
+            }
+            at + 8
+        }
+        _ => return None,
+    })
+}
+
+fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
+    Some(i32::from_le_bytes(
+        bytes.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+const HEX: [u8; 16] = *b"0123456789abcdef";
+
+/// The last millisecond `bson` writes as an RFC 3339 string
+/// (9999-12-31T23:59:59.999Z); later dates, and dates before 1970, are
+/// written as `{"$numberLong": "…"}`.
+const LAST_RFC3339_MILLIS: i64 = 253_402_300_799_999;
+
+/// A date as relaxed Extended JSON, as `bson` writes it: RFC 3339 in UTC,
+/// the fraction of a second without trailing zeros, for 1970 to 9999.
+fn json_date(out: &mut Vec<u8>, millis: i64) {
+    if !(0..=LAST_RFC3339_MILLIS).contains(&millis) {
+        out.extend_from_slice(b"{\"$date\":{\"$numberLong\":\"");
+        out.extend_from_slice(itoa::Buffer::new().format(millis).as_bytes());
+        out.extend_from_slice(b"\"}}");
+        return;
+    }
+    let days = millis.div_euclid(86_400_000);
+    let of_day = millis.rem_euclid(86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let (h, m, s, ms) = (
+        of_day / 3_600_000,
+        of_day / 60_000 % 60,
+        of_day / 1000 % 60,
+        of_day % 1000,
+    );
+    out.extend_from_slice(b"{\"$date\":\"");
+    let two = |out: &mut Vec<u8>, n: i64| {
+        out.push(b'0' + (n / 10) as u8);
+        out.push(b'0' + (n % 10) as u8);
+    };
+    two(out, year / 100);
+    two(out, year % 100);
+    out.push(b'-');
+    two(out, month);
+    out.push(b'-');
+    two(out, day);
+    out.push(b'T');
+    two(out, h);
+    out.push(b':');
+    two(out, m);
+    out.push(b':');
+    two(out, s);
+    if ms != 0 {
+        out.push(b'.');
+        out.push(b'0' + (ms / 100) as u8);
+        if ms % 100 != 0 {
+            out.push(b'0' + (ms / 10 % 10) as u8);
+            if ms % 10 != 0 {
+                out.push(b'0' + (ms % 10) as u8);
+            }
+        }
+    }
+    out.extend_from_slice(b"Z\"}");
+}
+
+/// Year, month and day of a count of days since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`), for days from 0 on.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Writes `text` (a key or string, not yet checked) as a JSON string, as
+/// `serde_json` escapes it; `None` when it is not UTF-8. Runs of eight
+/// bytes that need no escaping are copied whole.
+fn json_string(out: &mut Vec<u8>, text: &[u8]) -> Option<()> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    out.push(b'"');
+    let mut high = 0u64;
+    let mut from = 0;
+    let mut i = 0;
+    while i < text.len() {
+        if let Some(word) = text.get(i..i + 8) {
+            let w = u64::from_le_bytes(word.try_into().ok()?);
+            high |= w;
+            let quote = w ^ (ONES * u64::from(b'"'));
+            let slash = w ^ (ONES * u64::from(b'\\'));
+            let special = (w.wrapping_sub(ONES * 0x20) & !w)
+                | (quote.wrapping_sub(ONES) & !quote)
+                | (slash.wrapping_sub(ONES) & !slash);
+            if special & HIGH == 0 {
+                i += 8;
+                continue;
+            }
+            // The lowest flagged byte is the first to look at (a borrow
+            // only ever flags bytes above a flagged one); those before it
+            // need no escaping.
+            let clean = (special & HIGH).trailing_zeros() as usize / 8;
+            i += clean;
+        }
+        let b = text[i];
+        high |= u64::from(b);
+        let escape = ESCAPE[usize::from(b)];
+        if escape != 0 {
+            out.extend_from_slice(&text[from..i]);
+            out.push(b'\\');
+            out.push(escape);
+            if escape == b'u' {
+                out.extend_from_slice(b"00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xF)]);
+            }
+            from = i + 1;
+        }
+        i += 1;
+    }
+    if high & HIGH != 0 {
+        std::str::from_utf8(text).ok()?;
+    }
+    out.extend_from_slice(&text[from..]);
+    out.push(b'"');
+    Some(())
+}
+
+/// What `serde_json` writes after a backslash for each byte it escapes
+/// (`u` for `\u00XX`), 0 for bytes written as they are.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0A] = b'n';
+    table[0x0C] = b'f';
+    table[0x0D] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,6 +1081,26 @@ mod tests {
             r#""text""#,
             r#"{"_id": 1, "x": 1e400}"#,
             r#"{"_id": "\ud83d\ude00 \"quoted\" \\ back"}"#,
+            r#" { "_id" : 1 ,	"a" : [ 1 , 2 ] , "b" : { } , "c" : [ ] }  "#,
+            r#"{"_id": 1, "s": "a\/b\bc\fd\ne\rf\tg\"h\\i", "k\n": 1}"#,
+            r#"{"_id": 1, "s": "bad \x escape"}"#,
+            r#"{"_id": 1, "s": "raw	tab"}"#,
+            r#"{"_id": 1, "n": [0, -0, 01, -01, 1.5, -1.5e3, 1E2, 123456789012345678, 1234567890123456789]}"#,
+            r#"{"_id": 1, "n": [-123456789012345678, -9223372036854775809, 2147483648, -2147483649, 1.]}"#,
+            r#"{"_id": 1, "n": [-, 1e, +1, 1-2, 1.5.5]}"#,
+            r#"{"_id": 1, "t": tru, "f": fals}"#,
+            r#"{"_id": 1, "a": [1,], "b": 2}"#,
+            r#"{"_id": 1, "a": 1,}"#,
+            r#"{"_id": {"$oid": "65A1B2C3D4E5F60718293A4B"}, "d": {"$date": "2024-01-01T00:00:00+02:00"}}"#,
+            r#"{"_id": 1, "x": {"$oid": 1}, "y": {"$date": "2024-01-01T00:00:00Z", "z": 1}}"#,
+            r#"{"$oid": "65a1b2c3d4e5f60718293a4b"}"#,
+            r#"{"_id": 1, "a\u0000b": 1}"#,
+            r#"{"_id": 1, "x": {"$x": 1, "$oid": 2}}"#,
+            "{\"_id\": 1, \"deep\": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+            r#"{"_id": 1, "s": "ñandú €"} "#,
+            r#"{"_id": 1, "s": "unterminated}"#,
+            "",
+            "{",
         ];
         for line in cases {
             assert_eq!(fast(line), slow(line), "{line}");
@@ -535,5 +1181,164 @@ mod tests {
         raw.append("a", "two");
         let expected = to_line(&crate::encoded::from_raw(&raw).unwrap());
         assert_eq!(to_line_raw(&raw).unwrap(), expected);
+    }
+    /// The slow path's reading of stored bytes: the line, or the error text.
+    fn slow_line(raw: &RawDocument) -> Result<String, String> {
+        crate::encoded::from_raw(raw)
+            .map(|doc| to_line(&doc))
+            .map_err(|e| e.to_string())
+    }
+
+    fn stored_value() -> impl Strategy<Value = Bson> {
+        let text = prop_oneof![
+            "[a-z]{0,20}",
+            "\\PC{0,12}",
+            "[\\x00-\\x7f]{0,12}",
+            "[ -~é\"\\\\\\x00-\\x1f\\x7f]{0,40}",
+        ];
+        let leaf = prop_oneof![
+            any::<f64>().prop_map(Bson::Double),
+            prop_oneof![Just(0.0), Just(-0.0), Just(85.0), Just(1e21), Just(1e-7)]
+                .prop_map(Bson::Double),
+            text.prop_map(Bson::String),
+            any::<bool>().prop_map(Bson::Boolean),
+            any::<i32>().prop_map(Bson::Int32),
+            any::<i64>().prop_map(Bson::Int64),
+            (i64::from(i32::MIN) - 2..i64::from(i32::MAX) + 2).prop_map(Bson::Int64),
+            any::<i64>().prop_map(|m| Bson::DateTime(bson::DateTime::from_millis(m))),
+            (-1000..LAST_RFC3339_MILLIS + 1000)
+                .prop_map(|m| Bson::DateTime(bson::DateTime::from_millis(m))),
+            any::<[u8; 12]>().prop_map(|b| Bson::ObjectId(bson::oid::ObjectId::from_bytes(b))),
+            Just(Bson::Null),
+            // Left to the crate: the writer must hand these over.
+            Just(Bson::Undefined),
+            Just(Bson::Timestamp(bson::Timestamp {
+                time: 1,
+                increment: 2
+            })),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Bson::Array),
+                prop::collection::vec(("[a-c\"é\\x01]{1,2}", inner), 0..5)
+                    .prop_map(|fields| Bson::Document(fields.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Numbers, strings and blanks as they come, well formed or not.
+        #[test]
+        fn any_scalar_text_reads_as_the_slow_path_reads_it(
+            value in prop_oneof![
+                "-?[0-9]{1,22}",
+                "-?[0-9.eE+-]{1,8}",
+                "\"([ -~é]|\\\\[\"\\\\/bfnrtux]){0,20}\"",
+                "[ -~]{1,6}",
+            ],
+            blank in "[ \t\r\n]{0,2}",
+        ) {
+            let line = format!("{{{blank}\"_id\"{blank}:{blank}1,\"v\":{blank}{value}{blank}}}");
+            prop_assert_eq!(fast(&line), slow(&line), "{}", line);
+            let line = format!("{{\"_id\":1,\"v\":[{value},{value}]}}");
+            prop_assert_eq!(fast(&line), slow(&line), "{}", line);
+        }
+
+        #[test]
+        fn any_stored_document_writes_as_the_slow_path_writes_it(v in stored_value()) {
+            let raw = RawDocumentBuf::from_document(&bson::doc! { "_id": 1, "v": v }).unwrap();
+            prop_assert_eq!(to_line_raw(&raw).map_err(|e| e.to_string()), slow_line(&raw));
+        }
+
+        /// Damaged bytes: whatever the writer makes of them, the slow path
+        /// makes the same, errors included.
+        #[test]
+        fn damaged_stored_bytes_write_as_the_slow_path_writes_them(
+            v in stored_value(),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let doc = bson::doc! { "_id": 1, "v": v, "w": "end" };
+            let mut bytes = bson::to_vec(&doc).unwrap();
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+            if let Ok(raw) = RawDocument::from_bytes(&bytes) {
+                let mut out = b"kept".to_vec();
+                let ours = write_line_raw(raw, &mut out).map_err(|e| e.to_string());
+                match slow_line(raw) {
+                    Ok(line) => prop_assert_eq!(&out[4..], line.as_bytes()),
+                    Err(e) => {
+                        prop_assert_eq!(ours, Err(e));
+                        prop_assert_eq!(&out[..], b"kept");
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn strings_are_escaped_as_serde_json_escapes_them(text in "\\PC{0,40}|[\\x00-\\x7f]{0,40}") {
+            let mut out = Vec::new();
+            json_string(&mut out, text.as_bytes()).unwrap();
+            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&text).unwrap());
+        }
+
+        #[test]
+        fn dates_are_written_as_bson_writes_them(millis in any::<i64>(), near in 0..LAST_RFC3339_MILLIS) {
+            for m in [millis, near, near / 1000 * 1000, near / 100 * 100, near / 10 * 10] {
+                let mut out = Vec::new();
+                json_date(&mut out, m);
+                let expected = to_json(&Bson::DateTime(bson::DateTime::from_millis(m))).to_string();
+                prop_assert_eq!(String::from_utf8(out).unwrap(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn edge_dates_and_bytes_are_written_as_the_slow_path_writes_them() {
+        for m in [
+            -1,
+            0,
+            1,
+            10,
+            100,
+            951_782_400_000,
+            LAST_RFC3339_MILLIS,
+            LAST_RFC3339_MILLIS + 1,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut out = Vec::new();
+            json_date(&mut out, m);
+            let expected = to_json(&Bson::DateTime(bson::DateTime::from_millis(m))).to_string();
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{m}");
+        }
+        let all: String = (0u8..=0x7f).map(char::from).collect();
+        let mut out = Vec::new();
+        json_string(&mut out, all.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(&all).unwrap()
+        );
+        assert!(json_string(&mut Vec::new(), b"ab\xffcdefghijkl").is_none());
+    }
+
+    #[test]
+    fn a_nested_repeated_key_or_bad_text_writes_as_the_slow_path_writes_it() {
+        let mut inner = RawDocumentBuf::new();
+        inner.append("a", 1);
+        inner.append("a", 2);
+        let mut raw = RawDocumentBuf::new();
+        raw.append("_id", 1);
+        raw.append("d", inner);
+        assert_eq!(
+            to_line_raw(&raw).map_err(|e| e.to_string()),
+            slow_line(&raw)
+        );
+        let mut bytes = bson::to_vec(&bson::doc! { "_id": 1, "s": "abcdefghij" }).unwrap();
+        let i = bytes.len() - 4;
+        bytes[i] = 0xFF;
+        let raw = RawDocument::from_bytes(&bytes).unwrap();
+        assert!(slow_line(raw).is_err());
+        assert_eq!(to_line_raw(raw).map_err(|e| e.to_string()), slow_line(raw));
     }
 }
