@@ -5,4 +5,3 @@ pub mod leases;
 pub mod lock;
 pub mod merge;
 pub mod plan;
-pub mod workers;

@@ -13,7 +13,6 @@ use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, Built, LegacyKind, LegacyUser};
 use crate::engine::merge::{home_partition, Group, PerUser};
 use crate::engine::plan::plan_write;
-use crate::engine::workers::{Discard, Workers};
 use crate::error::{CommandError, CommandResult};
 use crate::run::record::{Checkpoint, Tally};
 use crate::run::Supervisor;
@@ -22,7 +21,6 @@ use crate::store::{FieldUpdate, Ns, Outcome, Patch, Store, StoreError, StoreResu
 use bson::{doc, Bson, Document};
 use indicatif::ProgressBar;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How many times a drawer that changed under us is re-read and rebuilt.
@@ -90,60 +88,51 @@ pub fn run_pass(
     progress: &ProgressBar,
     run: &mut dyn Supervisor,
 ) -> CommandResult<PassResult> {
-    // The builders and the discard thread live as long as the pass.
-    std::thread::scope(|scope| {
-        let builders = Workers::start(scope, build_threads(), |(users, existing): BuildJob| {
-            build_part(users, &existing, &pass.build)
-        });
-        let discard = Discard::start(scope);
-        let mut batcher = Batcher {
-            store,
-            config,
-            pass,
-            result: PassResult::default(),
-            started: Instant::now(),
-            batches: 0,
-            pending: Vec::new(),
-            builders: &builders,
-            discard: &discard,
-        };
-        let mut consume = |group: Group| -> CommandResult<()> {
-            progress.inc(group.len() as u64);
-            if let Some((i, n)) = pass.partition {
-                if home_partition(&group.user_id, n) != i {
-                    return Ok(());
-                }
-            }
-            batcher.push(group, run)
-        };
-        match store.reader() {
-            // Reading and decoding run on their own thread, ahead of the builds.
-            Some(reader) => std::thread::scope(|scope| {
-                let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                let producer = scope
-                    .spawn(move || read_groups(reader.as_ref(), config, pass, after_user, &tx));
-                for groups in rx {
-                    for group in groups? {
-                        consume(group)?;
-                    }
-                }
-                producer
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })?,
-            None => {
-                let sources = sources(config);
-                let after = after_user.map(Bson::from);
-                for group in
-                    PerUser::open(store, sources.each_ref(), read_batch(pass), after.as_ref())?
-                {
-                    consume(group?)?;
-                }
+    let mut batcher = Batcher {
+        store,
+        config,
+        pass,
+        result: PassResult::default(),
+        started: Instant::now(),
+        batches: 0,
+        pending: Vec::new(),
+        dropper: None,
+    };
+    let mut consume = |group: Group| -> CommandResult<()> {
+        progress.inc(group.len() as u64);
+        if let Some((i, n)) = pass.partition {
+            if home_partition(&group.user_id, n) != i {
+                return Ok(());
             }
         }
-        batcher.finish(run)?;
-        Ok(batcher.result)
-    })
+        batcher.push(group, run)
+    };
+    match store.reader() {
+        // Reading and decoding run on their own thread, ahead of the builds.
+        Some(reader) => std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let producer =
+                scope.spawn(move || read_groups(reader.as_ref(), config, pass, after_user, &tx));
+            for groups in rx {
+                for group in groups? {
+                    consume(group)?;
+                }
+            }
+            producer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?,
+        None => {
+            let sources = sources(config);
+            let after = after_user.map(Bson::from);
+            for group in PerUser::open(store, sources.each_ref(), read_batch(pass), after.as_ref())?
+            {
+                consume(group?)?;
+            }
+        }
+    }
+    batcher.finish(run)?;
+    Ok(batcher.result)
 }
 
 /// Documents per read round trip.
@@ -324,10 +313,8 @@ struct Batcher<'a> {
     started: Instant,
     batches: u64,
     pending: Vec<Group>,
-    /// The threads building drawers.
-    builders: &'a Workers<BuildJob, Vec<Planned>>,
-    /// The thread freeing what a written batch leaves.
-    discard: &'a Discard,
+    /// The thread freeing the previous batch's documents.
+    dropper: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Batcher<'_> {
@@ -361,8 +348,8 @@ impl Batcher<'_> {
         self.split(groups, &mut writes, &mut tally);
         let users = std::mem::take(&mut writes.users);
         let sources: Vec<Sources> = users.iter().map(Sources::of).collect();
-        let existing = Arc::new(self.existing(sources.iter().map(|u| u.user_id.as_str()))?);
-        let planned = self.build_all(users, &existing);
+        let existing = self.existing(sources.iter().map(|u| u.user_id.as_str()))?;
+        let planned = build_all(users, &existing, &self.pass.build);
         for (user, planned) in sources.iter().zip(planned) {
             let found = existing.get(&drawer::drawer_id(&user.user_id));
             self.account(&user.user_id, found, planned, &mut writes, &mut tally);
@@ -394,30 +381,13 @@ impl Batcher<'_> {
     /// batch's documents was a sixth of the writing thread's time), one
     /// batch at a time so memory stays bounded.
     fn discard<T: Send + 'static>(&mut self, garbage: T) {
-        self.discard.free(garbage);
-    }
-
-    /// Builds and plans every user's drawer, spread over the builder
-    /// threads: building and planning are pure and dominate the run, so
-    /// this is where threads pay.
-    fn build_all(
-        &self,
-        users: Vec<LegacyUser>,
-        existing: &Arc<HashMap<String, Document>>,
-    ) -> Vec<Planned> {
-        let threads = self.builders.threads();
-        if threads < 2 || users.len() < 2 * threads {
-            return build_part(users, existing, &self.pass.build);
+        if let Some(previous) = self.dropper.take() {
+            let _ = previous.join();
         }
-        let chunk = users.len().div_ceil(threads);
-        let mut parts = Vec::with_capacity(threads);
-        let mut rest = users;
-        while rest.len() > chunk {
-            let tail = rest.split_off(chunk);
-            parts.push((std::mem::replace(&mut rest, tail), Arc::clone(existing)));
-        }
-        parts.push((rest, Arc::clone(existing)));
-        self.builders.map(parts).into_iter().flatten().collect()
+        self.dropper = std::thread::Builder::new()
+            .name("discard".into())
+            .spawn(move || drop(garbage))
+            .ok();
     }
 
     /// Sends documents that fail triage to quarantine; the rest, per user.
@@ -734,30 +704,45 @@ impl Batcher<'_> {
     }
 }
 
-/// A part of a batch for one builder thread: its users, and the batch's
-/// stored drawers.
-type BuildJob = (Vec<LegacyUser>, Arc<HashMap<String, Document>>);
-
-/// Threads building drawers: the machine's cores, up to 8.
-fn build_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8)
-}
-
-/// Builds and plans the drawers of `users`, in order.
-fn build_part(
+/// Builds and plans every user's drawer, spread over the machine's cores:
+/// building and planning are pure and dominate the run, so this is where
+/// threads pay.
+fn build_all(
     users: Vec<LegacyUser>,
     existing: &HashMap<String, Document>,
     opts: &BuildOptions,
 ) -> Vec<Planned> {
-    users
-        .into_iter()
-        .map(|u| {
-            let found = existing.get(&drawer::drawer_id(&u.user_id));
-            plan(drawer::build_owned(u, found, opts), found)
-        })
-        .collect()
+    let build = |u: LegacyUser| {
+        let found = existing.get(&drawer::drawer_id(&u.user_id));
+        plan(drawer::build_owned(u, found, opts), found)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads < 2 || users.len() < 2 * threads {
+        return users.into_iter().map(build).collect();
+    }
+    let chunk = users.len().div_ceil(threads);
+    let mut parts = Vec::with_capacity(threads);
+    let mut rest = users;
+    while rest.len() > chunk {
+        let tail = rest.split_off(chunk);
+        parts.push(std::mem::replace(&mut rest, tail));
+    }
+    parts.push(rest);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = parts
+            .into_iter()
+            .map(|part| scope.spawn(move || part.into_iter().map(build).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// What to tell the operator about a drawer the store refused.

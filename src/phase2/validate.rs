@@ -18,7 +18,6 @@ use super::warnings::WarningLog;
 use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, LegacyKind, LegacyUser};
 use crate::engine::merge::{home_partition, Group, PerUser};
-use crate::engine::workers::Workers;
 use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
 use crate::run::record::all_runs;
@@ -260,60 +259,52 @@ fn check_all(
     run: &mut Run<'_>,
 ) -> CommandResult<(Findings, bool)> {
     let build = build_options(store, config)?;
-    // The checking threads live as long as the validation.
-    std::thread::scope(|scope| {
-        let checkers = Workers::start(scope, check_threads(), |part: Vec<Item>| {
-            part.into_iter()
-                .map(|item| check_item(config, &build, item))
-                .collect::<Vec<_>>()
-        });
-        let mut f = Findings::default();
-        for family in [Family::Questionnaires, Family::Followups, Family::Plans] {
-            f.rates.insert(family, Rate::default());
-        }
-        let mut wanted = Vec::new();
-        let mut consume = |read: Read| -> CommandResult<()> {
-            match read {
-                Read::Chunk(chunk) => check_chunk(&checkers, chunk, &mut wanted, &mut f),
-                Read::Elsewhere(documents) => {
-                    f.legacy_elsewhere += documents;
-                    Ok(())
-                }
-                Read::Accounts { renew } => {
-                    account_quarantine(store, config, std::mem::take(&mut wanted), &mut f)?;
-                    if renew {
-                        // A validation of a large store outlives one lease otherwise.
-                        run.renew()?;
-                    }
-                    Ok(())
-                }
-                Read::Orphan(item) => check_chunk(&checkers, vec![item], &mut Vec::new(), &mut f),
+    let mut f = Findings::default();
+    for family in [Family::Questionnaires, Family::Followups, Family::Plans] {
+        f.rates.insert(family, Rate::default());
+    }
+    let mut wanted = Vec::new();
+    let mut consume = |read: Read| -> CommandResult<()> {
+        match read {
+            Read::Chunk(chunk) => check_chunk(config, &build, chunk, &mut wanted, &mut f),
+            Read::Elsewhere(documents) => {
+                f.legacy_elsewhere += documents;
+                Ok(())
             }
-        };
-        match store.reader() {
-            Some(reader) => std::thread::scope(|reading| {
-                // A rendezvous: one chunk read while one is checked, no more
-                // (a chunk queued between them took the peak RSS over 256 MB).
-                let (tx, rx) = std::sync::mpsc::sync_channel(0);
-                let producer = reading.spawn(move || {
-                    read_all(reader.as_ref(), config, opts.partition, &mut |read| {
-                        // The checks stopped: their error is the one reported.
-                        tx.send(read)
-                            .map_err(|_| CommandError::Input("the checks stopped".into()))
-                    })
-                });
-                for read in rx {
-                    consume(read)?;
+            Read::Accounts { renew } => {
+                account_quarantine(store, config, std::mem::take(&mut wanted), &mut f)?;
+                if renew {
+                    // A validation of a large store outlives one lease otherwise.
+                    run.renew()?;
                 }
-                producer
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })?,
-            None => read_all(store, config, opts.partition, &mut consume)?,
+                Ok(())
+            }
+            Read::Orphan(item) => check_chunk(config, &build, vec![item], &mut Vec::new(), &mut f),
         }
-        let passed = verdict(&f, &opts.thresholds);
-        Ok((f, passed))
-    })
+    };
+    match store.reader() {
+        Some(reader) => std::thread::scope(|scope| {
+            // A rendezvous: one chunk read while one is checked, no more
+            // (a chunk queued between them took the peak RSS over 256 MB).
+            let (tx, rx) = std::sync::mpsc::sync_channel(0);
+            let producer = scope.spawn(move || {
+                read_all(reader.as_ref(), config, opts.partition, &mut |read| {
+                    // The checks stopped: their error is the one reported.
+                    tx.send(read)
+                        .map_err(|_| CommandError::Input("the checks stopped".into()))
+                })
+            });
+            for read in rx {
+                consume(read)?;
+            }
+            producer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?,
+        None => read_all(store, config, opts.partition, &mut consume)?,
+    }
+    let passed = verdict(&f, &opts.thresholds);
+    Ok((f, passed))
 }
 
 /// What the reading hands the checks, in order.
@@ -438,14 +429,18 @@ struct Checked {
 /// whole of a validation's time), then counts what they found in the
 /// order they came, so the reports read as a one-thread run's.
 fn check_chunk(
-    checkers: &Checkers,
+    config: &Config,
+    build: &BuildOptions,
     chunk: Vec<Item>,
     wanted: &mut Vec<(LegacyKind, String, String)>,
     f: &mut Findings,
 ) -> CommandResult<()> {
-    let threads = checkers.threads();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let check = |item: Item| check_item(config, build, item);
     let checked: Vec<CommandResult<Checked>> = if threads < 2 || chunk.len() < 2 * threads {
-        checkers.map(vec![chunk]).into_iter().flatten().collect()
+        chunk.into_iter().map(check).collect()
     } else {
         let per = chunk.len().div_ceil(threads);
         let mut parts: Vec<Vec<Item>> = Vec::new();
@@ -453,7 +448,19 @@ fn check_chunk(
         while items.peek().is_some() {
             parts.push(items.by_ref().take(per).collect());
         }
-        checkers.map(parts).into_iter().flatten().collect()
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = parts
+                .into_iter()
+                .map(|part| scope.spawn(move || part.into_iter().map(check).collect::<Vec<_>>()))
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| {
+                    w.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
     };
     for c in checked {
         let c = c?;
@@ -479,16 +486,6 @@ fn check_chunk(
         }
     }
     Ok(())
-}
-
-/// The threads checking users, each part of a chunk to a result per item.
-type Checkers = Workers<Vec<Item>, Vec<CommandResult<Checked>>>;
-
-/// Threads checking users: the machine's cores, up to 8.
-fn check_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8)
 }
 
 fn check_item(config: &Config, build: &BuildOptions, item: Item) -> CommandResult<Checked> {
