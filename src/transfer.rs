@@ -2,8 +2,10 @@
 //! `DIR/<database>/<collection>.jsonl`, one relaxed Extended JSON document
 //! per line, the format `mongoexport` writes and `mongoimport` reads.
 //!
-//! Import checks every file before it writes anything, so a malformed line
-//! leaves the store as it was. Export writes in `_id` order through a
+//! Import reads each file once, into a collection of its own beside the one
+//! it loads (`<collection>.edn-import`); only when every file has been read
+//! without fault do they take the place of, or join, their collections, so
+//! a malformed line leaves the store as it was. Export writes in `_id` order through a
 //! temporary file and a rename, so a file on disk is never half written.
 
 use crate::error::{CommandError, CommandResult};
@@ -41,27 +43,42 @@ struct Source {
 /// The top-level entry point for `import DIR`.
 pub fn import(store: &dyn Store, dir: &Path, opts: ImportOptions) -> CommandResult<Output> {
     let sources = find_sources(dir)?;
-    let problems: Vec<String> = sources
-        .iter()
-        .filter_map(|s| check_file(&s.path).err())
-        .collect();
+    let progress = progress_bar(sources.iter().map(|s| s.bytes).sum(), "importing");
+    let mut staged: Vec<(&Source, u64)> = Vec::new();
+    let mut problems = Vec::new();
+    for source in &sources {
+        // After a malformed file, the rest are only checked, to name every
+        // malformed file at once.
+        if !problems.is_empty() {
+            problems.extend(check_file(&source.path).err());
+            continue;
+        }
+        match stage_file(store, source, opts.batch_size, &progress) {
+            Ok(n) => staged.push((source, n)),
+            Err(Staging::Malformed(problem)) => problems.push(problem),
+            Err(Staging::Failed(e)) => {
+                unstage(store, &sources);
+                return Err(e);
+            }
+        }
+    }
+    progress.finish_and_clear();
     if !problems.is_empty() {
+        unstage(store, &sources);
         return Err(CommandError::Input(format!(
             "nothing was imported: {} file(s) are malformed\n  {}\nfix or remove these lines and run the import again",
             problems.len(),
             problems.join("\n  ")
         )));
     }
-    let progress = progress_bar(sources.iter().map(|s| s.bytes).sum(), "importing");
     let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    for source in &sources {
-        let n = load_file(store, source, opts, &progress)?;
+    for (source, n) in staged {
+        let n = land(store, source, n, opts).inspect_err(|_| unstage(store, &sources))?;
         counts
             .entry(source.ns.db.clone())
             .or_default()
             .insert(source.ns.coll.clone(), n);
     }
-    progress.finish_and_clear();
     Ok(summary("imported", dir, &counts))
 }
 
@@ -274,76 +291,152 @@ fn format_chunk(docs: Vec<RawDocumentBuf>) -> Result<(u64, Vec<u8>), bson::raw::
     Ok((docs.len() as u64, out))
 }
 
-/// Reads every line of a file once; the first bad line is the error: not
-/// JSON, no `_id`, an `_id` already on an earlier line (MongoDB would refuse
-/// the second), or a document over MongoDB's 16 MiB limit.
+/// The collection a file is read into before it joins its own.
+fn staging(ns: &Ns) -> Ns {
+    Ns::new(ns.db.clone(), format!("{}.edn-import", ns.coll))
+}
+
+/// Drops the staging collections, as far as it can: the import failed, and
+/// that is the error to report. The next import drops what is left.
+fn unstage(store: &dyn Store, sources: &[Source]) {
+    for source in sources {
+        let _ = store.drop_collection(&staging(&source.ns));
+    }
+}
+
+/// Why a file was not staged.
+enum Staging {
+    /// A line is not a document the store can take: where, and why.
+    Malformed(String),
+    /// Reading the file or writing the store failed.
+    Failed(CommandError),
+}
+
+impl From<crate::store::StoreError> for Staging {
+    fn from(e: crate::store::StoreError) -> Staging {
+        Staging::Failed(e.into())
+    }
+}
+
+/// Reads a file into its staging collection, checking every line (see
+/// `LineCheck`); the number of documents.
+fn stage_file(
+    store: &dyn Store,
+    source: &Source,
+    batch_size: u32,
+    progress: &ProgressBar,
+) -> Result<u64, Staging> {
+    let stage = staging(&source.ns);
+    store.drop_collection(&stage)?;
+    store.create_collection(&stage)?;
+    let file = File::open(&source.path)
+        .map_err(|e| Staging::Malformed(format!("{}: {e}", source.path.display())))?;
+    let mut check = LineCheck::new(&source.path);
+    let mut batch = Vec::with_capacity(batch_size as usize);
+    let mut count = 0;
+    for (number, line) in parsed_lines(file) {
+        let (bytes, doc) = check.line(number, line).map_err(Staging::Malformed)?;
+        progress.inc(bytes as u64 + 1);
+        batch.extend(doc);
+        if batch.len() == batch_size as usize {
+            count += write_raw_batch(store, &stage, &mut batch, false).map_err(Staging::Failed)?;
+        }
+    }
+    count += write_raw_batch(store, &stage, &mut batch, false).map_err(Staging::Failed)?;
+    Ok(count)
+}
+
+/// Reads every line of a file once, without keeping it; the first bad line
+/// is the error (see `LineCheck`).
 fn check_file(path: &Path) -> Result<(), String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut check = LineCheck::new(path);
     for (number, line) in parsed_lines(file) {
-        let at = || format!("{}:{number}", path.display());
-        let line = line.map_err(|e| format!("{}: {e}", at()))?;
-        let Some(doc) = line.doc else {
-            continue;
-        };
-        let doc = doc.map_err(|e| format!("{}: {e}", at()))?;
-        let at = at();
-        let bytes = doc.as_bytes().len();
-        if bytes > MAX_DOCUMENT_BYTES {
-            return Err(format!(
-                "{at}: the document is {bytes} bytes as BSON, over MongoDB's 16 MiB limit ({MAX_DOCUMENT_BYTES} bytes); split or trim it"
-            ));
-        }
-        let Ok(Some(id)) = doc.get("_id") else {
-            return Err(format!("{at}: the document has no _id"));
-        };
-        // The store's key: equal for ids MongoDB holds equal (1 and 1.0).
-        if let Some(first) = seen.insert(raw_sort_key(Some(id)), number) {
-            return Err(format!(
-                "{at}: duplicate _id, already on line {first}; remove one of the two"
-            ));
-        }
+        check.line(number, line)?;
     }
     Ok(())
 }
 
-fn load_file(
+/// What every line of a file must be: JSON, with an `_id` no earlier line
+/// has (MongoDB would refuse the second), within MongoDB's 16 MiB limit.
+struct LineCheck<'a> {
+    path: &'a Path,
+    /// The store's key of every `_id` so far, with its line.
+    seen: HashMap<Vec<u8>, usize>,
+}
+
+impl LineCheck<'_> {
+    fn new(path: &Path) -> LineCheck<'_> {
+        LineCheck {
+            path,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The line's length and its document (`None` for a blank line), or
+    /// what is wrong with it, with where.
+    fn line(
+        &mut self,
+        number: usize,
+        line: std::io::Result<ParsedLine>,
+    ) -> Result<(usize, Option<RawDocumentBuf>), String> {
+        let at = || format!("{}:{number}", self.path.display());
+        let line = line.map_err(|e| format!("{}: {e}", at()))?;
+        let Some(doc) = line.doc else {
+            return Ok((line.bytes, None));
+        };
+        let doc = doc.map_err(|e| format!("{}: {e}", at()))?;
+        let bytes = doc.as_bytes().len();
+        if bytes > MAX_DOCUMENT_BYTES {
+            return Err(format!(
+                "{}: the document is {bytes} bytes as BSON, over MongoDB's 16 MiB limit ({MAX_DOCUMENT_BYTES} bytes); split or trim it",
+                at()
+            ));
+        }
+        let Ok(Some(id)) = doc.get("_id") else {
+            return Err(format!("{}: the document has no _id", at()));
+        };
+        // The store's key: equal for ids MongoDB holds equal (1 and 1.0).
+        if let Some(first) = self.seen.insert(raw_sort_key(Some(id)), number) {
+            return Err(format!(
+                "{}: duplicate _id, already on line {first}; remove one of the two",
+                at()
+            ));
+        }
+        Ok((line.bytes, Some(doc)))
+    }
+}
+
+/// A staged collection takes its collection's place (dropped first with
+/// `--drop`), or joins it when it exists (inserted, or upserted with
+/// `--upsert`); the number of documents imported.
+fn land(
     store: &dyn Store,
     source: &Source,
+    staged: u64,
     opts: ImportOptions,
-    progress: &ProgressBar,
 ) -> CommandResult<u64> {
+    let stage = staging(&source.ns);
     if opts.drop {
         store.drop_collection(&source.ns)?;
     }
-    store.create_collection(&source.ns)?;
-    let file = File::open(&source.path).map_err(CommandError::io(format!(
-        "reading {}",
-        source.path.display()
-    )))?;
+    if !store
+        .list_collections(&source.ns.db)?
+        .contains(&source.ns.coll)
+    {
+        store.rename_collection(&stage, &source.ns.coll)?;
+        return Ok(staged);
+    }
     let mut batch = Vec::with_capacity(opts.batch_size as usize);
     let mut count = 0;
-    for (_, line) in parsed_lines(file) {
-        let line = line.map_err(CommandError::io(format!(
-            "reading {}",
-            source.path.display()
-        )))?;
-        progress.inc(line.bytes as u64 + 1);
-        let Some(doc) = line.doc else {
-            continue;
-        };
-        let doc = doc.map_err(|e| {
-            CommandError::Input(format!(
-                "{}: changed while importing: {e}",
-                source.path.display()
-            ))
-        })?;
-        batch.push(doc);
+    for doc in store.scan_raw(&stage, &Scan::by_id(opts.batch_size))? {
+        batch.push(doc?);
         if batch.len() == opts.batch_size as usize {
             count += write_raw_batch(store, &source.ns, &mut batch, opts.upsert)?;
         }
     }
     count += write_raw_batch(store, &source.ns, &mut batch, opts.upsert)?;
+    store.drop_collection(&stage)?;
     Ok(count)
 }
 

@@ -53,6 +53,11 @@ fn malformed_lines_import_nothing(tool: Tool) {
         status["collections"]["users"], 0,
         "other files were not imported either"
     );
+    // Nor is anything left of the files read before the malformed one.
+    let out = tool.path("after");
+    tool.ok(&["export", out.to_str().unwrap()]);
+    let left: Vec<String> = tree(&out).into_iter().map(|(name, _)| name).collect();
+    assert!(left.is_empty(), "left in the store: {left:?}");
 }
 
 fn prepare_is_idempotent_and_status_lists_indexes(tool: Tool) {
@@ -120,6 +125,10 @@ mod sqlite {
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("--upsert"));
         tool.ok(&["import", "--upsert", dir.to_str().unwrap()]);
+        // The store holds the files once, and nothing of the imports' own.
+        let out = tool.path("out");
+        tool.ok(&["export", out.to_str().unwrap()]);
+        assert_eq!(tree(&out), tree(&dir));
     }
 
     #[test]
