@@ -331,13 +331,8 @@ fn read_value(bytes: &[u8], kind: u8, at: usize) -> Option<(Bson, usize)> {
             at + 8,
         ),
         0x02 => {
-            let len = usize::try_from(read_i32(bytes, at)?).ok()?;
-            let text = at + 4;
-            let end = text.checked_add(len)?;
-            if len < 1 || end > bytes.len() || bytes[end - 1] != 0 {
-                return None;
-            }
-            let s = std::str::from_utf8(&bytes[text..end - 1]).ok()?;
+            let (text, end) = string_at(bytes, at)?;
+            let s = std::str::from_utf8(text).ok()?;
             (Bson::String(s.to_owned()), end)
         }
         0x03 => {
@@ -376,6 +371,19 @@ fn read_value(bytes: &[u8], kind: u8, at: usize) -> Option<(Bson, usize)> {
         0xFF => (Bson::MinKey, at),
         _ => return None,
     })
+}
+
+/// The bytes of the BSON string at `at` (without its length and its NUL)
+/// and the offset just past it; `None` when its length is out of bounds or
+/// it does not end in NUL. Not checked as UTF-8.
+pub(crate) fn string_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let len = usize::try_from(read_i32(bytes, at)?).ok()?;
+    let text = at.checked_add(4)?;
+    let end = text.checked_add(len)?;
+    if len < 1 || end > bytes.len() || bytes[end - 1] != 0 {
+        return None;
+    }
+    Some((&bytes[text..end - 1], end))
 }
 
 fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {

@@ -314,16 +314,7 @@ impl<'a> Reader<'a> {
             .iter()
             .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
         let n = if negative { -magnitude } else { magnitude };
-        Some(match i32::try_from(n) {
-            Ok(small) => {
-                self.out.extend_from_slice(&small.to_le_bytes());
-                ElementType::Int32
-            }
-            Err(_) => {
-                self.out.extend_from_slice(&n.to_le_bytes());
-                ElementType::Int64
-            }
-        })
+        Some(write_integer(&mut self.out, n))
     }
 
     /// The text of a string, its opening quote read, appended to `out`
@@ -451,16 +442,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<ElementType, E> {
-        Ok(match i32::try_from(v) {
-            Ok(small) => {
-                self.out.extend_from_slice(&small.to_le_bytes());
-                ElementType::Int32
-            }
-            Err(_) => {
-                self.out.extend_from_slice(&v.to_le_bytes());
-                ElementType::Int64
-            }
-        })
+        Ok(write_integer(self.out, v))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<ElementType, E> {
@@ -807,13 +789,8 @@ fn json_value(
             at + 8
         }
         0x02 => {
-            let len = usize::try_from(read_i32(bytes, at)?).ok()?;
-            let text = at + 4;
-            let end = text.checked_add(len)?;
-            if len < 1 || end > bytes.len() || bytes[end - 1] != 0 {
-                return None;
-            }
-            json_string(out, &bytes[text..end - 1])?;
+            let (text, end) = crate::encoded::string_at(bytes, at)?;
+            json_string(out, text)?;
             end
         }
         0x03 => json_document(bytes, at, false, out, keys)?,
@@ -863,6 +840,20 @@ fn json_value(
         }
         _ => return None,
     })
+}
+
+/// An integer as BSON writes it: an int32 when it fits, an int64 when not.
+fn write_integer(out: &mut Vec<u8>, n: i64) -> ElementType {
+    match i32::try_from(n) {
+        Ok(small) => {
+            out.extend_from_slice(&small.to_le_bytes());
+            ElementType::Int32
+        }
+        Err(_) => {
+            out.extend_from_slice(&n.to_le_bytes());
+            ElementType::Int64
+        }
+    }
 }
 
 fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
