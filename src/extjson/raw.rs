@@ -321,25 +321,18 @@ impl<'a> Reader<'a> {
     /// unescaped (without a NUL). Gives up on a `\u` escape and on what
     /// `serde_json` refuses (a control character, a bad escape).
     fn string_bytes(&mut self) -> Option<()> {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGH: u64 = 0x8080_8080_8080_8080;
         let mut from = self.at;
         let mut i = self.at;
         loop {
             if let Some(word) = self.text.get(i..i + 8) {
-                let w = u64::from_le_bytes(word.try_into().ok()?);
-                let quote = w ^ (ONES * u64::from(b'"'));
-                let slash = w ^ (ONES * u64::from(b'\\'));
-                let special = (w.wrapping_sub(ONES * 0x20) & !w)
-                    | (quote.wrapping_sub(ONES) & !quote)
-                    | (slash.wrapping_sub(ONES) & !slash);
-                if special & HIGH == 0 {
+                let special = json_special(u64::from_le_bytes(word.try_into().ok()?));
+                if special == 0 {
                     i += 8;
                     continue;
                 }
                 // The lowest flagged byte is the first to look at (a
                 // borrow only ever flags bytes above a flagged one).
-                i += (special & HIGH).trailing_zeros() as usize / 8;
+                i += special.trailing_zeros() as usize / 8;
             }
             match *self.text.get(i)? {
                 b'"' => {
@@ -932,12 +925,27 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// Each byte's high bit.
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The bytes of `w` (eight bytes of text, little-endian) that a JSON string
+/// cannot hold as they are: a control character, `"` or `\`, flagged by
+/// their high bit. A borrow only ever flags bytes above a flagged one, so
+/// the lowest flagged byte is always one of them.
+fn json_special(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let slash = w ^ (ONES * u64::from(b'\\'));
+    ((w.wrapping_sub(ONES * 0x20) & !w)
+        | (quote.wrapping_sub(ONES) & !quote)
+        | (slash.wrapping_sub(ONES) & !slash))
+        & HIGH
+}
+
 /// Writes `text` (a key or string, not yet checked) as a JSON string, as
 /// `serde_json` escapes it; `None` when it is not UTF-8. Runs of eight
 /// bytes that need no escaping are copied whole.
 fn json_string(out: &mut Vec<u8>, text: &[u8]) -> Option<()> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     out.push(b'"');
     let mut high = 0u64;
     let mut from = 0;
@@ -946,20 +954,15 @@ fn json_string(out: &mut Vec<u8>, text: &[u8]) -> Option<()> {
         if let Some(word) = text.get(i..i + 8) {
             let w = u64::from_le_bytes(word.try_into().ok()?);
             high |= w;
-            let quote = w ^ (ONES * u64::from(b'"'));
-            let slash = w ^ (ONES * u64::from(b'\\'));
-            let special = (w.wrapping_sub(ONES * 0x20) & !w)
-                | (quote.wrapping_sub(ONES) & !quote)
-                | (slash.wrapping_sub(ONES) & !slash);
-            if special & HIGH == 0 {
+            let special = json_special(w);
+            if special == 0 {
                 i += 8;
                 continue;
             }
             // The lowest flagged byte is the first to look at (a borrow
             // only ever flags bytes above a flagged one); those before it
             // need no escaping.
-            let clean = (special & HIGH).trailing_zeros() as usize / 8;
-            i += clean;
+            i += special.trailing_zeros() as usize / 8;
         }
         let b = text[i];
         high |= u64::from(b);
