@@ -191,7 +191,7 @@ fn write_document(out: &mut Vec<u8>, doc: &Document) -> Option<()> {
     for (key, value) in doc {
         write_element(out, key.as_bytes(), value)?;
     }
-    close(out, start)
+    close_document(out, start)
 }
 
 fn write_array(out: &mut Vec<u8>, items: &[Bson]) -> Option<()> {
@@ -201,11 +201,12 @@ fn write_array(out: &mut Vec<u8>, items: &[Bson]) -> Option<()> {
     for (i, item) in items.iter().enumerate() {
         write_element(out, key.format(i).as_bytes(), item)?;
     }
-    close(out, start)
+    close_document(out, start)
 }
 
-/// Ends the document begun at `start` and writes its length there.
-fn close(out: &mut Vec<u8>, start: usize) -> Option<()> {
+/// Ends the document begun at `start` (its length's place, four bytes)
+/// and writes its length there; `None` over `i32::MAX` bytes.
+pub(crate) fn close_document(out: &mut Vec<u8>, start: usize) -> Option<()> {
     out.push(0);
     let len = i32::try_from(out.len() - start).ok()?;
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
@@ -303,23 +304,39 @@ fn read_array(bytes: &[u8], at: usize) -> Option<(Vec<Bson>, usize)> {
 /// Walks the elements of the document framed at `at`, handing each key and
 /// value to `each`; the offset just past the document.
 fn read_elements(bytes: &[u8], at: usize, mut each: impl FnMut(&str, Bson)) -> Option<usize> {
+    let (mut pos, last) = frame_at(bytes, at)?;
+    while pos < last {
+        let (kind, key, value_at) = element_head(bytes, pos, last)?;
+        let (value, next) = read_value(bytes, kind, value_at)?;
+        each(std::str::from_utf8(key).ok()?, value);
+        pos = next;
+    }
+    (pos == last).then_some(last + 1)
+}
+
+/// The document framed at `at`: where its first element starts, and where
+/// its terminator is. `None` when its length is out of bounds or it does
+/// not end in NUL.
+pub(crate) fn frame_at(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
     let len = usize::try_from(read_i32(bytes, at)?).ok()?;
     let end = at.checked_add(len)?;
     if len < 5 || end > bytes.len() || bytes[end - 1] != 0 {
         return None;
     }
-    let last = end - 1;
-    let mut pos = at + 4;
-    while pos < last {
-        let kind = bytes[pos];
-        let key_at = pos + 1;
-        let key_len = bytes[key_at..last].iter().position(|&b| b == 0)?;
-        let key = std::str::from_utf8(&bytes[key_at..key_at + key_len]).ok()?;
-        let (value, next) = read_value(bytes, kind, key_at + key_len + 1)?;
-        each(key, value);
-        pos = next;
-    }
-    (pos == last).then_some(end)
+    Some((at + 4, end - 1))
+}
+
+/// The element that starts at `pos` in a document whose terminator is at
+/// `last`: its type byte, its key (not checked as UTF-8), and where its
+/// value starts. `None` when the key runs into the terminator.
+pub(crate) fn element_head(bytes: &[u8], pos: usize, last: usize) -> Option<(u8, &[u8], usize)> {
+    let key_at = pos + 1;
+    let key_len = bytes.get(key_at..last)?.iter().position(|&b| b == 0)?;
+    Some((
+        bytes[pos],
+        &bytes[key_at..key_at + key_len],
+        key_at + key_len + 1,
+    ))
 }
 
 /// The value of type `kind` at `at` and the offset just past it.
@@ -386,7 +403,7 @@ pub(crate) fn string_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
     Some((&bytes[text..end - 1], end))
 }
 
-fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
+pub(crate) fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
     Some(i32::from_le_bytes(
         bytes.get(at..at.checked_add(4)?)?.try_into().ok()?,
     ))

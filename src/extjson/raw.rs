@@ -12,6 +12,7 @@
 //! or document, errors included.
 
 use super::{parse_line, to_json, to_line, ExtJsonError};
+use crate::encoded::{element_head, frame_at, read_i32};
 use bson::raw::{RawBsonRef, RawDocument, RawDocumentBuf};
 use bson::spec::ElementType;
 use bson::{Bson, Document};
@@ -155,7 +156,7 @@ impl<'a> Reader<'a> {
                 }
             }
             // No NUL: a control character or a `\u` escape made it give up.
-            if repeats_span(&self.out, &self.keys[base..], key_at) {
+            if repeats(&self.out, &self.keys[base..], key_at..self.out.len()) {
                 return None;
             }
             self.keys.push((key_at, self.out.len()));
@@ -237,9 +238,7 @@ impl<'a> Reader<'a> {
     }
 
     fn close(&mut self, start: usize, kind: ElementType) -> Option<ElementType> {
-        self.out.push(0);
-        let len = i32::try_from(self.out.len() - start).ok()?;
-        self.out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        crate::encoded::close_document(&mut self.out, start)?;
         Some(kind)
     }
 
@@ -362,13 +361,6 @@ impl<'a> Reader<'a> {
             }
         }
     }
-}
-
-/// Whether the key just written (from `key_at` to the end of `out`) is one
-/// of `keys` (spans of `out`).
-fn repeats_span(out: &[u8], keys: &[(usize, usize)], key_at: usize) -> bool {
-    let new = &out[key_at..];
-    keys.iter().any(|&(from, to)| &out[from..to] == new)
 }
 
 fn fast_parse(line: &str) -> Option<Vec<u8>> {
@@ -502,7 +494,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
             self.out.push(0);
             let key_at = self.out.len();
             write_cstring(self.out, &name)?;
-            if repeats(self.out, &keys, key_at) {
+            if repeats(self.out, &keys, key_at..self.out.len() - 1) {
                 return Err(give_up());
             }
             keys.push((key_at, self.out.len() - 1));
@@ -514,11 +506,12 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 }
 
-/// Whether the key just written (from `key_at` to the NUL at the end of
-/// `out`) is one of `keys` (spans of `out`). Documents have few keys.
-fn repeats(out: &[u8], keys: &[(usize, usize)], key_at: usize) -> bool {
-    let new = &out[key_at..out.len() - 1];
-    keys.iter().any(|&(from, to)| &out[from..to] == new)
+/// Whether the key at `key` in `bytes` is one of `keys` (spans of
+/// `bytes`), the keys of the same document before it. Documents have few
+/// keys.
+fn repeats(bytes: &[u8], keys: &[(usize, usize)], key: std::ops::Range<usize>) -> bool {
+    let new = &bytes[key];
+    keys.iter().any(|&(from, to)| &bytes[from..to] == new)
 }
 
 /// An object whose first key is an Extended JSON wrapper: a lone `$oid` or
@@ -615,10 +608,7 @@ fn open_document(out: &mut Vec<u8>) -> usize {
 }
 
 fn close_document<E: de::Error>(out: &mut Vec<u8>, start: usize) -> Result<(), E> {
-    out.push(0);
-    let len = i32::try_from(out.len() - start).map_err(|_| give_up())?;
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    Ok(())
+    crate::encoded::close_document(out, start).ok_or_else(give_up)
 }
 
 fn write_string<E: de::Error>(out: &mut Vec<u8>, text: &str) -> Result<(), E> {
@@ -714,7 +704,7 @@ fn write_value(value: RawBsonRef<'_>, out: &mut Vec<u8>) -> Result<(), Unhandled
 /// or 1 (the checks of `encoded`'s reader: stricter than the crate, never
 /// laxer). An array's keys are read, checked, and dropped, as the crate
 /// does. `keys` holds the keys of the documents being written (spans of
-/// `bytes`), and is as it was on return.
+/// `bytes`, start and end), and is as it was on return.
 fn json_document(
     bytes: &[u8],
     at: usize,
@@ -722,21 +712,13 @@ fn json_document(
     out: &mut Vec<u8>,
     keys: &mut Vec<(usize, usize)>,
 ) -> Option<usize> {
-    let len = usize::try_from(read_i32(bytes, at)?).ok()?;
-    let end = at.checked_add(len)?;
-    if len < 5 || end > bytes.len() || bytes[end - 1] != 0 {
-        return None;
-    }
-    let last = end - 1;
+    let (first, last) = frame_at(bytes, at)?;
     let base = keys.len();
     out.push(if array { b'[' } else { b'{' });
-    let mut pos = at + 4;
+    let mut pos = first;
     while pos < last {
-        let kind = bytes[pos];
-        let key_at = pos + 1;
-        let key_len = bytes[key_at..last].iter().position(|&b| b == 0)?;
-        let key = &bytes[key_at..key_at + key_len];
-        if pos > at + 4 {
+        let (kind, key, value_at) = element_head(bytes, pos, last)?;
+        if pos > first {
             out.push(b',');
         }
         if array {
@@ -744,21 +726,19 @@ fn json_document(
                 std::str::from_utf8(key).ok()?;
             }
         } else {
-            let repeated = keys[base..]
-                .iter()
-                .any(|&(from, len)| len == key_len && &bytes[from..from + len] == key);
-            if repeated {
+            let span = pos + 1..pos + 1 + key.len();
+            if repeats(bytes, &keys[base..], span.clone()) {
                 return None;
             }
-            keys.push((key_at, key_len));
+            keys.push((span.start, span.end));
             json_string(out, key)?;
             out.push(b':');
         }
-        pos = json_value(bytes, kind, key_at + key_len + 1, out, keys)?;
+        pos = json_value(bytes, kind, value_at, out, keys)?;
     }
     keys.truncate(base);
     out.push(if array { b']' } else { b'}' });
-    (pos == last).then_some(end)
+    (pos == last).then_some(last + 1)
 }
 
 /// Writes the value of type `kind` at `at` as `to_json` would; the offset
@@ -847,12 +827,6 @@ fn write_integer(out: &mut Vec<u8>, n: i64) -> ElementType {
             ElementType::Int64
         }
     }
-}
-
-fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
-    Some(i32::from_le_bytes(
-        bytes.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
 }
 
 const HEX: [u8; 16] = *b"0123456789abcdef";

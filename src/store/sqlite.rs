@@ -880,10 +880,8 @@ fn patch(blob: &[u8], update: &FieldUpdate) -> StoreResult<Vec<u8>> {
     for ((_, element), _) in set.iter().zip(&written).filter(|(_, w)| !**w) {
         out.extend_from_slice(element);
     }
-    out.push(0);
-    let len =
-        i32::try_from(out.len()).map_err(|_| StoreError::Encoding("document too large".into()))?;
-    out[..4].copy_from_slice(&len.to_le_bytes());
+    crate::encoded::close_document(&mut out, 0)
+        .ok_or_else(|| StoreError::Encoding("document too large".into()))?;
     Ok(out)
 }
 
