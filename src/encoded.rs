@@ -77,7 +77,8 @@ pub fn array_of(items: impl IntoIterator<Item = usize>) -> usize {
     )
 }
 
-fn element_len(key_len: usize, value: &Bson) -> Option<usize> {
+/// The encoded size of an element: type byte, key, value.
+pub(crate) fn element_len(key_len: usize, value: &Bson) -> Option<usize> {
     Some(1 + key_len + 1 + value_len(value)?)
 }
 

@@ -103,7 +103,7 @@ pub(crate) fn element_len(doc: &Document, path: &str) -> Option<usize> {
     };
     match parent.get(key) {
         None => Some(0),
-        Some(value) => Some(1 + key.len() + 1 + crate::encoded::value_len(value)?),
+        Some(value) => crate::encoded::element_len(key.len(), value),
     }
 }
 

@@ -25,7 +25,7 @@ use crate::run::{Run, RunSpec};
 use crate::store::keys::{raw_sort_key, raw_value_at_path};
 /// MongoDB's largest document, which validation holds every stored one to.
 pub use crate::store::patch::MAX_DOCUMENT_BYTES;
-use crate::store::{value_at_path, RawDocStream, Scan, Store, StoreError};
+use crate::store::{value_at_path, value_at_path_mut, RawDocStream, Scan, Store, StoreError};
 use bson::raw::{RawBsonRef, RawDocument, RawDocumentBuf};
 use bson::{Bson, Document};
 use chrono::Utc;
@@ -580,8 +580,7 @@ fn check_user(
         Some(raw) => {
             let d = decode(&raw)?;
             let findings = compare_user(&refs, &built.drawer, Some(&d), archived, &skip);
-            let as_built = same_but_bookkeeping(&built.drawer, &d, "");
-            (findings, Some(d), as_built)
+            (findings, Some(d), false)
         }
         None => (
             compare_user(&refs, &built.drawer, None, archived, &skip),
@@ -662,46 +661,20 @@ const RUN_BOOKKEEPING: [&str; 3] = [
     "meta.migration.migrated_at",
 ];
 
-/// Whether a stored drawer is the drawer built afresh from the same legacy
-/// documents but for `RUN_BOOKKEEPING`: then rebuilding over it changes
-/// nothing (a migration run over its own output writes nothing), and that
-/// second build, a third of a validation, is not needed. `prefix` is the
-/// path of `a` and `b` in their drawers.
-fn same_but_bookkeeping(a: &Document, b: &Document, prefix: &str) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|((ka, va), (kb, vb))| {
-            let path = if prefix.is_empty() {
-                ka.clone()
-            } else {
-                format!("{prefix}.{ka}")
-            };
-            ka == kb
-                && (RUN_BOOKKEEPING.contains(&path.as_str())
-                    || match (va, vb) {
-                        (Bson::Document(x), Bson::Document(y))
-                            if RUN_BOOKKEEPING.iter().any(|p| {
-                                p.strip_prefix(path.as_str())
-                                    .is_some_and(|rest| rest.starts_with('.'))
-                            }) =>
-                        {
-                            same_but_bookkeeping(x, y, &path)
-                        }
-                        _ => crate::encoded::same(va, vb),
-                    })
-        })
-}
-
-/// Whether the stored drawer `stored` is `built` but for `RUN_BOOKKEEPING`,
-/// found without decoding it: `built` takes the stored bookkeeping, and
-/// its bytes must then be the stored bytes. When they are, `built` is the
-/// stored drawer as decoding would give it (decoding stored drawers was a
-/// quarter of a validation's time); when not, `built` is left as it was
-/// and the caller decodes.
+/// Whether the stored drawer `stored` is `built` (the drawer built afresh
+/// from the same legacy documents) but for `RUN_BOOKKEEPING`, found without
+/// decoding it: `built` takes the stored bookkeeping, and its bytes must
+/// then be the stored bytes. When they are, `built` is the stored drawer as
+/// decoding would give it (decoding stored drawers was a quarter of a
+/// validation's time), and rebuilding over it would change nothing (a
+/// migration run over its own output writes nothing), so that second
+/// build, a third of a validation, is not needed. When not, `built` is
+/// left as it was and the caller decodes.
 fn as_stored(built: &mut Document, stored: &RawDocument) -> bool {
     let mut taken = Vec::with_capacity(RUN_BOOKKEEPING.len());
     for path in RUN_BOOKKEEPING {
         let value = raw_value_at_path(stored, path).and_then(|v| Bson::try_from(v).ok());
-        let (Some(value), Some(slot)) = (value, get_mut(built, path)) else {
+        let (Some(value), Some(slot)) = (value, value_at_path_mut(built, path)) else {
             put_back(built, taken);
             return false;
         };
@@ -717,25 +690,10 @@ fn as_stored(built: &mut Document, stored: &RawDocument) -> bool {
 /// Undoes `as_stored`'s replacements, the first `values.len()` of them.
 fn put_back(built: &mut Document, values: Vec<Bson>) {
     for (path, value) in RUN_BOOKKEEPING.iter().zip(values) {
-        if let Some(slot) = get_mut(built, path) {
+        if let Some(slot) = value_at_path_mut(built, path) {
             *slot = value;
         }
     }
-}
-
-/// The value at a dotted path, to change in place (its field keeps its
-/// position).
-fn get_mut<'a>(doc: &'a mut Document, path: &str) -> Option<&'a mut Bson> {
-    let (parent, key) = match path.rsplit_once('.') {
-        Some((parent, key)) => (
-            parent
-                .split('.')
-                .try_fold(doc, |d, part| d.get_document_mut(part).ok())?,
-            key,
-        ),
-        None => (doc, path),
-    };
-    parent.get_mut(key)
 }
 
 /// The validator and the size limit on one stored drawer (and its archived
@@ -753,9 +711,9 @@ fn drawer_errors(
         .collect();
     errors.extend(drawer::validate(d, &ids).iter().map(ToString::to_string));
     debug_assert!(bytes.is_none_or(|n| Some(n) == crate::encoded::doc_len(d)));
-    let sizes = std::iter::once(bytes).chain(std::iter::repeat(None));
-    for (doc, known) in std::iter::once(d).chain(archived).zip(sizes) {
-        let bytes = known.unwrap_or_else(|| crate::encoded::doc_len(doc).unwrap_or(usize::MAX));
+    let measure = |doc: &Document| crate::encoded::doc_len(doc).unwrap_or(usize::MAX);
+    let drawer = (d, bytes.unwrap_or_else(|| measure(d)));
+    for (doc, bytes) in std::iter::once(drawer).chain(archived.iter().map(|a| (a, measure(a)))) {
         if bytes > MAX_DOCUMENT_BYTES {
             errors.push(format!(
                 "{}: {bytes} bytes, over MongoDB's 16 MiB ({MAX_DOCUMENT_BYTES} bytes) document limit",
@@ -1258,6 +1216,33 @@ fn warnings_text(warnings: &mut WarningLog, list: bool) -> CommandResult<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The comparison `as_stored` replaced, on decoded drawers: the same
+    /// fields in the same order, equal but for `RUN_BOOKKEEPING`. `prefix`
+    /// is the path of `a` and `b` in their drawers.
+    fn same_but_bookkeeping(a: &Document, b: &Document, prefix: &str) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|((ka, va), (kb, vb))| {
+                let path = if prefix.is_empty() {
+                    ka.clone()
+                } else {
+                    format!("{prefix}.{ka}")
+                };
+                ka == kb
+                    && (RUN_BOOKKEEPING.contains(&path.as_str())
+                        || match (va, vb) {
+                            (Bson::Document(x), Bson::Document(y))
+                                if RUN_BOOKKEEPING.iter().any(|p| {
+                                    p.strip_prefix(path.as_str())
+                                        .is_some_and(|rest| rest.starts_with('.'))
+                                }) =>
+                            {
+                                same_but_bookkeeping(x, y, &path)
+                            }
+                            _ => crate::encoded::same(va, vb),
+                        })
+            })
+    }
 
     #[test]
     fn only_a_run_s_bookkeeping_may_differ_from_the_drawer_as_built() {

@@ -65,6 +65,20 @@ pub fn raw_value_at_path<'a>(doc: &'a RawDocument, path: &str) -> Option<RawBson
     None
 }
 
+/// The value at a dotted path of a decoded document, to change in place
+/// (its field keeps its position).
+pub fn value_at_path_mut<'a>(doc: &'a mut Document, path: &str) -> Option<&'a mut Bson> {
+    let mut parts = path.split('.');
+    let mut current = doc.get_mut(parts.next()?)?;
+    for part in parts {
+        current = match current {
+            Bson::Document(inner) => inner.get_mut(part)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
 /// The value at a dotted path of a decoded document, if any.
 pub fn value_at_path<'a>(doc: &'a Document, path: &str) -> Option<&'a Bson> {
     let mut current = doc;
@@ -183,6 +197,26 @@ fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
 mod tests {
     use super::*;
     use bson::{doc, oid::ObjectId, DateTime};
+
+    #[test]
+    fn a_value_changed_in_place_keeps_its_place() {
+        let mut d = doc! { "a": 1, "meta": { "x": 1, "run_id": "a", "z": 2 }, "b": "s" };
+        *value_at_path_mut(&mut d, "meta.run_id").unwrap() = Bson::from("b");
+        assert_eq!(
+            d,
+            doc! { "a": 1, "meta": { "x": 1, "run_id": "b", "z": 2 }, "b": "s" }
+        );
+        let keys: Vec<&String> = d.get_document("meta").unwrap().keys().collect();
+        assert_eq!(keys, ["x", "run_id", "z"]);
+        *value_at_path_mut(&mut d, "a").unwrap() = Bson::Null;
+        assert_eq!(d.keys().next().map(String::as_str), Some("a"));
+        assert!(value_at_path_mut(&mut d, "meta.absent").is_none());
+        assert!(
+            value_at_path_mut(&mut d, "b.x").is_none(),
+            "through a string"
+        );
+        assert!(value_at_path_mut(&mut d, "absent.x").is_none());
+    }
 
     fn key(v: Bson) -> Vec<u8> {
         sort_key(Some(&v))

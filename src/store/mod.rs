@@ -18,7 +18,7 @@ use std::fmt;
 
 pub(crate) use index::needs_creating;
 pub use index::IndexSpec;
-pub use keys::{sort_key, value_at_path};
+pub use keys::{sort_key, value_at_path, value_at_path_mut};
 pub use patch::{Guard, Op, Outcome, Patch, Pull, Push, Step};
 
 /// A collection inside a database: the unit every store verb acts on.
