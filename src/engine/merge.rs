@@ -7,7 +7,7 @@
 
 use crate::drawer::{self, LegacyKind, LegacyUser};
 use crate::store::keys::sort_key;
-use crate::store::{After, DocStream, Ns, Scan, Store, StoreResult};
+use crate::store::{After, Fetched, FetchedStream, Ns, Scan, Store, StoreResult};
 use bson::{Bson, Document};
 
 /// The legacy collections merged per user, in a fixed order.
@@ -43,18 +43,28 @@ impl Source {
     }
 }
 
-/// One user's legacy documents (or the documents that name no user).
-#[derive(Debug, Default, Clone)]
-pub struct Group {
+/// One user's legacy documents (or the documents that name no user): as
+/// the merge fetched them (`Group<Fetched>`), or decoded.
+#[derive(Debug, Clone)]
+pub struct Group<D = Document> {
     /// The shared `user_id` value; `Null` for documents without one.
     pub user_id: Bson,
     /// Documents per source, each in `_id` order.
-    pub docs: [Vec<Document>; 4],
+    pub docs: [Vec<D>; 4],
 }
 
-impl Group {
+impl<D> Default for Group<D> {
+    fn default() -> Self {
+        Group {
+            user_id: Bson::Null,
+            docs: Default::default(),
+        }
+    }
+}
+
+impl<D> Group<D> {
     /// The documents of one source.
-    pub fn of(&self, source: Source) -> &[Document] {
+    pub fn of(&self, source: Source) -> &[D] {
         &self.docs[source as usize]
     }
 
@@ -67,7 +77,25 @@ impl Group {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
 
+impl Group<Fetched> {
+    /// The group with every document decoded; the first that cannot be
+    /// decoded fails it.
+    pub fn decode(self) -> StoreResult<Group> {
+        let [a, b, c, d] = self.docs.map(|docs| {
+            docs.into_iter()
+                .map(Fetched::decode)
+                .collect::<StoreResult<Vec<_>>>()
+        });
+        Ok(Group {
+            user_id: self.user_id,
+            docs: [a?, b?, c?, d?],
+        })
+    }
+}
+
+impl Group {
     /// Moves the documents into a `LegacyUser` named `user_id`, source by
     /// source; those that fail `drawer::triage` come back aside, each with
     /// its kind and the reason.
@@ -92,8 +120,8 @@ impl Group {
 
 /// One stream with the sort key of its next document already computed.
 struct Head<'a> {
-    stream: DocStream<'a>,
-    next: Option<(Vec<u8>, Document)>,
+    stream: FetchedStream<'a>,
+    next: Option<(Vec<u8>, Fetched)>,
 }
 
 impl Head<'_> {
@@ -101,7 +129,7 @@ impl Head<'_> {
         self.next = match self.stream.next() {
             Some(doc) => {
                 let doc = doc?;
-                Some((sort_key(doc.get("user_id")), doc))
+                Some((doc.sort_key_of("user_id"), doc))
             }
             None => None,
         };
@@ -109,7 +137,9 @@ impl Head<'_> {
     }
 }
 
-/// Iterates users in `user_id` order across the four sources.
+/// Iterates users in `user_id` order across the four sources. The groups
+/// hold the documents as the store fetched them: decoding them is left to
+/// whoever uses them, on as many threads as it likes.
 pub struct PerUser<'a> {
     heads: Vec<Head<'a>>,
 }
@@ -131,7 +161,7 @@ impl<'a> PerUser<'a> {
                 id: Bson::MaxKey,
             });
             let mut head = Head {
-                stream: store.scan(ns, &scan)?,
+                stream: store.scan_fetched(ns, &scan)?,
                 next: None,
             };
             head.advance()?;
@@ -140,7 +170,7 @@ impl<'a> PerUser<'a> {
         Ok(PerUser { heads })
     }
 
-    fn next_group(&mut self) -> StoreResult<Option<Group>> {
+    fn next_group(&mut self) -> StoreResult<Option<Group<Fetched>>> {
         let Some(key) = self
             .heads
             .iter()
@@ -154,7 +184,7 @@ impl<'a> PerUser<'a> {
             while head.next.as_ref().is_some_and(|(k, _)| *k == key) {
                 if let Some((_, doc)) = head.next.take() {
                     if group.is_empty() {
-                        group.user_id = doc.get("user_id").cloned().unwrap_or(Bson::Null);
+                        group.user_id = doc.field("user_id").unwrap_or(Bson::Null);
                     }
                     group.docs[slot].push(doc);
                 }
@@ -166,7 +196,7 @@ impl<'a> PerUser<'a> {
 }
 
 impl Iterator for PerUser<'_> {
-    type Item = StoreResult<Group>;
+    type Item = StoreResult<Group<Fetched>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_group().transpose()
@@ -237,6 +267,7 @@ mod tests {
         ]);
         let groups: Vec<Group> = PerUser::open(&store, names.each_ref(), 1, None)
             .unwrap()
+            .map(|g| g.and_then(Group::decode))
             .collect::<Result<_, _>>()
             .unwrap();
         let users: Vec<Bson> = groups.iter().map(|g| g.user_id.clone()).collect();
@@ -271,6 +302,7 @@ mod tests {
         let after = Bson::from("u1");
         let groups: Vec<Group> = PerUser::open(&store, names.each_ref(), 1, Some(&after))
             .unwrap()
+            .map(|g| g.and_then(Group::decode))
             .collect::<Result<_, _>>()
             .unwrap();
         let users: Vec<Bson> = groups.iter().map(|g| g.user_id.clone()).collect();

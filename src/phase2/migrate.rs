@@ -11,13 +11,14 @@
 use super::diff::diff_paths;
 use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, Built, LegacyKind, LegacyUser};
+use crate::engine::cores::map_on_cores;
 use crate::engine::merge::{home_partition, Group, PerUser};
 use crate::engine::plan::plan_write;
 use crate::error::{CommandError, CommandResult};
 use crate::run::record::{Checkpoint, Tally};
 use crate::run::Supervisor;
 use crate::store::patch::{Op, MAX_DOCUMENT_BYTES};
-use crate::store::{FieldUpdate, Ns, Outcome, Patch, Store, StoreError, StoreResult};
+use crate::store::{Fetched, FieldUpdate, Ns, Outcome, Patch, Store, StoreError, StoreResult};
 use bson::{doc, Bson, Document};
 use indicatif::ProgressBar;
 use std::collections::{BTreeMap, HashMap};
@@ -34,7 +35,7 @@ const BATCH_DOCUMENTS: usize = 1_200;
 
 /// Whether a batch of these groups is full: `batch_size` users, or
 /// `BATCH_DOCUMENTS` legacy documents.
-fn batch_full(pass: &Pass, groups: &[Group]) -> bool {
+fn batch_full<D>(pass: &Pass, groups: &[Group<D>]) -> bool {
     groups.len() >= pass.batch_size as usize
         || groups.iter().map(Group::len).sum::<usize>() >= BATCH_DOCUMENTS
 }
@@ -95,29 +96,43 @@ pub fn run_pass(
         result: PassResult::default(),
         started: Instant::now(),
         batches: 0,
-        pending: Vec::new(),
         dropper: None,
+        garbage: Vec::new(),
     };
-    let mut consume = |group: Group| -> CommandResult<()> {
-        progress.inc(group.len() as u64);
-        if let Some((i, n)) = pass.partition {
-            if home_partition(&group.user_id, n) != i {
-                return Ok(());
-            }
-        }
-        batcher.push(group, run)
-    };
-    match store.reader() {
-        // Reading and decoding run on their own thread, ahead of the builds.
-        Some(reader) => std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            let producer =
-                scope.spawn(move || read_groups(reader.as_ref(), config, pass, after_user, &tx));
-            for groups in rx {
-                for group in groups? {
-                    consume(group)?;
+    match store.reader().zip(store.reader()) {
+        // Reading runs on a thread of its own; decoding and building on all
+        // cores, a batch ahead of the writes; writing on this thread.
+        Some((reader, lookup)) => std::thread::scope(|scope| {
+            let (read_tx, read_rx) = std::sync::mpsc::sync_channel(1);
+            let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(0);
+            let producer = scope
+                .spawn(move || read_groups(reader.as_ref(), config, pass, after_user, &read_tx));
+            let preparer = scope.spawn(move || {
+                let mut batches = Batches::new(lookup.as_ref(), config, pass, progress);
+                for groups in read_rx {
+                    let groups = match groups {
+                        Ok(groups) => groups,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.into()));
+                            return;
+                        }
+                    };
+                    for batch in groups.into_iter().filter_map(|g| batches.push(g)) {
+                        if ready_tx.send(batch).is_err() {
+                            return; // the writes stopped; they report why
+                        }
+                    }
                 }
+                if let Some(last) = batches.finish() {
+                    let _ = ready_tx.send(last);
+                }
+            });
+            for batch in ready_rx {
+                batcher.write(batch?, run)?;
             }
+            preparer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             producer
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -125,14 +140,123 @@ pub fn run_pass(
         None => {
             let sources = sources(config);
             let after = after_user.map(Bson::from);
+            let mut batches = Batches::new(store, config, pass, progress);
             for group in PerUser::open(store, sources.each_ref(), read_batch(pass), after.as_ref())?
             {
-                consume(group?)?;
+                if let Some(batch) = batches.push(group?) {
+                    batcher.write(batch?, run)?;
+                }
+            }
+            if let Some(last) = batches.finish() {
+                batcher.write(last?, run)?;
             }
         }
     }
-    batcher.finish(run)?;
     Ok(batcher.result)
+}
+
+/// Gathers a pass's groups into batches and readies each: `batch_size`
+/// users of the pass's partition, or `BATCH_DOCUMENTS` legacy documents.
+struct Batches<'a> {
+    store: &'a dyn Store,
+    config: &'a Config,
+    pass: &'a Pass,
+    progress: &'a ProgressBar,
+    pending: Vec<Group<Fetched>>,
+}
+
+impl<'a> Batches<'a> {
+    fn new(
+        store: &'a dyn Store,
+        config: &'a Config,
+        pass: &'a Pass,
+        progress: &'a ProgressBar,
+    ) -> Self {
+        Batches {
+            store,
+            config,
+            pass,
+            progress,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Takes a user's group; a full batch comes back ready to write.
+    fn push(&mut self, group: Group<Fetched>) -> Option<CommandResult<Ready>> {
+        self.progress.inc(group.len() as u64);
+        if let Some((i, n)) = self.pass.partition {
+            if home_partition(&group.user_id, n) != i {
+                return None;
+            }
+        }
+        self.pending.push(group);
+        if !batch_full(self.pass, &self.pending) {
+            return None;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        Some(ready(self.store, self.config, self.pass, batch))
+    }
+
+    /// The last batch, unless it is empty.
+    fn finish(&mut self) -> Option<CommandResult<Ready>> {
+        let batch = std::mem::take(&mut self.pending);
+        (!batch.is_empty()).then(|| ready(self.store, self.config, self.pass, batch))
+    }
+}
+
+/// A batch whose users' stored drawers were read and whose groups were
+/// decoded, built and planned: what is left is to count it and write it.
+struct Ready {
+    /// The last user of the batch, for its checkpoint.
+    last_user: Option<String>,
+    /// The batch's stored drawers, by drawer id.
+    existing: HashMap<String, Document>,
+    /// Each group, in order.
+    prepared: Vec<Prepared>,
+}
+
+/// The stored drawers of these users, by drawer id.
+fn stored_drawers<'u>(
+    store: &dyn Store,
+    config: &Config,
+    user_ids: impl Iterator<Item = &'u str>,
+) -> CommandResult<HashMap<String, Document>> {
+    let ids: Vec<Bson> = user_ids.map(|u| Bson::from(drawer::drawer_id(u))).collect();
+    let found = store.get_many(&config.drawers_ns(), &ids)?;
+    Ok(found
+        .into_iter()
+        .filter_map(|d| Some((d.get_str("_id").ok()?.to_string(), d)))
+        .collect())
+}
+
+/// Readies a batch: reads its stored drawers, then decodes, builds and
+/// plans its groups on all cores (`prepare`).
+fn ready(
+    store: &dyn Store,
+    config: &Config,
+    pass: &Pass,
+    groups: Vec<Group<Fetched>>,
+) -> CommandResult<Ready> {
+    let last_user = groups
+        .iter()
+        .rev()
+        .find(|g| is_user(g))
+        .map(|g| bson_string(&g.user_id));
+    let users: Vec<String> = groups
+        .iter()
+        .filter(|g| is_user(g))
+        .map(|g| bson_string(&g.user_id))
+        .collect();
+    let existing = stored_drawers(store, config, users.iter().map(String::as_str))?;
+    let opts = &pass.build;
+    let prepared = map_on_cores(groups, |group| prepare(group, &existing, opts))
+        .into_iter()
+        .collect::<StoreResult<Vec<Prepared>>>()?;
+    Ok(Ready {
+        last_user,
+        existing,
+        prepared,
+    })
 }
 
 /// Documents per read round trip.
@@ -146,7 +270,7 @@ fn read_groups(
     config: &Config,
     pass: &Pass,
     after_user: Option<&str>,
-    tx: &std::sync::mpsc::SyncSender<StoreResult<Vec<Group>>>,
+    tx: &std::sync::mpsc::SyncSender<StoreResult<Vec<Group<Fetched>>>>,
 ) -> CommandResult<()> {
     let sources = sources(config);
     let after = after_user.map(Bson::from);
@@ -177,7 +301,7 @@ fn sources(config: &Config) -> [Ns; 4] {
     ]
 }
 
-fn is_user(group: &Group) -> bool {
+fn is_user<D>(group: &Group<D>) -> bool {
     matches!(&group.user_id, Bson::String(s) if !s.trim().is_empty())
 }
 
@@ -299,7 +423,6 @@ impl Sources {
 #[derive(Default)]
 struct Writes {
     drawers: Vec<PendingDrawer>,
-    users: Vec<LegacyUser>,
     archived: Vec<Document>,
     stamps: BTreeMap<LegacyKind, Vec<FieldUpdate>>,
     quarantine: Vec<Document>,
@@ -312,47 +435,43 @@ struct Batcher<'a> {
     result: PassResult,
     started: Instant,
     batches: u64,
-    pending: Vec<Group>,
     /// The thread freeing the previous batch's documents.
     dropper: Option<std::thread::JoinHandle<()>>,
+    /// What the batch being written no longer needs, freed once it is done.
+    garbage: Vec<Box<dyn Send>>,
 }
 
 impl Batcher<'_> {
-    /// Queues a user's group; a full batch is built and written.
-    fn push(&mut self, group: Group, run: &mut dyn Supervisor) -> CommandResult<()> {
-        self.pending.push(group);
-        if batch_full(self.pass, &self.pending) {
-            let batch = std::mem::take(&mut self.pending);
-            self.flush(batch, run)?;
-        }
-        Ok(())
-    }
-
-    /// Writes what is left.
-    fn finish(&mut self, run: &mut dyn Supervisor) -> CommandResult<()> {
-        let batch = std::mem::take(&mut self.pending);
-        self.flush(batch, run)
-    }
-
-    fn flush(&mut self, groups: Vec<Group>, run: &mut dyn Supervisor) -> CommandResult<()> {
-        if groups.is_empty() {
-            return Ok(());
-        }
-        let last_user = groups
-            .iter()
-            .rev()
-            .find(|g| is_user(g))
-            .map(|g| bson_string(&g.user_id));
+    /// Counts a ready batch, writes it, checkpoints it.
+    fn write(&mut self, batch: Ready, run: &mut dyn Supervisor) -> CommandResult<()> {
+        let Ready {
+            last_user,
+            existing,
+            prepared,
+        } = batch;
         let mut tally = Tally::default();
         let mut writes = Writes::default();
-        self.split(groups, &mut writes, &mut tally);
-        let users = std::mem::take(&mut writes.users);
-        let sources: Vec<Sources> = users.iter().map(Sources::of).collect();
-        let existing = self.existing(sources.iter().map(|u| u.user_id.as_str()))?;
-        let planned = build_all(users, &existing, &self.pass.build);
-        for (user, planned) in sources.iter().zip(planned) {
+        let mut built = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            tally.documents += p.documents;
+            for (kind, doc, reason) in p.rejected {
+                writes.quarantine.push(self.quarantine_doc(
+                    kind,
+                    doc.get("_id"),
+                    doc.get("user_id"),
+                    &reason,
+                ));
+            }
+            if let Some(user) = p.user {
+                tally.users += 1;
+                built.push(user);
+            }
+        }
+        let mut sources = Vec::with_capacity(built.len());
+        for (user, planned) in built {
             let found = existing.get(&drawer::drawer_id(&user.user_id));
             self.account(&user.user_id, found, planned, &mut writes, &mut tally);
+            sources.push(user);
         }
         if !self.pass.dry_run {
             run.before_writes()?;
@@ -360,6 +479,7 @@ impl Batcher<'_> {
         self.write_drawers(&sources, &mut writes, &mut tally)?;
         self.write_side_effects(&mut writes, &mut tally)?;
         self.discard(existing);
+        self.free_garbage();
         self.result.tally.absorb(&tally);
         self.batches += 1;
         if let Some(last_user_id) = last_user {
@@ -377,52 +497,24 @@ impl Batcher<'_> {
         Ok(())
     }
 
-    /// Frees what a batch no longer needs on another thread (freeing the
-    /// batch's documents was a sixth of the writing thread's time), one
-    /// batch at a time so memory stays bounded.
+    /// Sets aside what the batch no longer needs, for [`Self::free_garbage`].
     fn discard<T: Send + 'static>(&mut self, garbage: T) {
+        self.garbage.push(Box::new(garbage));
+    }
+
+    /// Frees the batch's garbage on another thread while the next batch is
+    /// built (freeing the batch's documents was a sixth of the writing
+    /// thread's time), one batch at a time so memory stays bounded: the
+    /// previous batch's must be freed first.
+    fn free_garbage(&mut self) {
         if let Some(previous) = self.dropper.take() {
             let _ = previous.join();
         }
+        let garbage = std::mem::take(&mut self.garbage);
         self.dropper = std::thread::Builder::new()
             .name("discard".into())
             .spawn(move || drop(garbage))
             .ok();
-    }
-
-    /// Sends documents that fail triage to quarantine; the rest, per user.
-    fn split(&self, groups: Vec<Group>, writes: &mut Writes, tally: &mut Tally) {
-        for group in groups {
-            tally.documents += group.len() as u64;
-            let named = is_user(&group);
-            let user_id = bson_string(&group.user_id);
-            let (user, rejected) = group.into_user(user_id);
-            for (kind, doc, reason) in rejected {
-                writes.quarantine.push(self.quarantine_doc(
-                    kind,
-                    doc.get("_id"),
-                    doc.get("user_id"),
-                    &reason,
-                ));
-            }
-            if named {
-                tally.users += 1;
-                writes.users.push(user);
-            }
-        }
-    }
-
-    /// The stored drawers of these users, by drawer id.
-    fn existing<'u>(
-        &self,
-        user_ids: impl Iterator<Item = &'u str>,
-    ) -> CommandResult<HashMap<String, Document>> {
-        let ids: Vec<Bson> = user_ids.map(|u| Bson::from(drawer::drawer_id(u))).collect();
-        let found = self.store.get_many(&self.config.drawers_ns(), &ids)?;
-        Ok(found
-            .into_iter()
-            .filter_map(|d| Some((d.get_str("_id").ok()?.to_string(), d)))
-            .collect())
     }
 
     /// Counts a build and queues what it writes.
@@ -595,7 +687,11 @@ impl Batcher<'_> {
             .iter()
             .filter(|u| lost.contains(&drawer::drawer_id(&u.user_id)))
             .collect();
-        let existing = self.existing(again.iter().map(|u| u.user_id.as_str()))?;
+        let existing = stored_drawers(
+            self.store,
+            self.config,
+            again.iter().map(|u| u.user_id.as_str()),
+        )?;
         for sources in again {
             let user = self.read_again(sources)?;
             let found = existing.get(&drawer::drawer_id(&user.user_id));
@@ -704,44 +800,36 @@ impl Batcher<'_> {
     }
 }
 
-/// Builds and plans every user's drawer, spread over the machine's cores:
-/// building and planning are pure and dominate the run, so this is where
-/// threads pay.
-fn build_all(
-    users: Vec<LegacyUser>,
+/// One group of a batch, decoded, triaged, built and planned: pure, so it
+/// runs on all cores (`map_on_cores`), and for one group from decoding to
+/// the patch on one thread, while its documents are in that core's cache.
+struct Prepared {
+    /// Legacy documents read.
+    documents: u64,
+    /// Documents that failed triage, each with its kind and why.
+    rejected: Vec<(LegacyKind, Document, String)>,
+    /// A named user's document ids and their planned drawer.
+    user: Option<(Sources, Planned)>,
+}
+
+fn prepare(
+    group: Group<Fetched>,
     existing: &HashMap<String, Document>,
     opts: &BuildOptions,
-) -> Vec<Planned> {
-    let build = |u: LegacyUser| {
-        let found = existing.get(&drawer::drawer_id(&u.user_id));
-        plan(drawer::build_owned(u, found, opts), found)
-    };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if threads < 2 || users.len() < 2 * threads {
-        return users.into_iter().map(build).collect();
-    }
-    let chunk = users.len().div_ceil(threads);
-    let mut parts = Vec::with_capacity(threads);
-    let mut rest = users;
-    while rest.len() > chunk {
-        let tail = rest.split_off(chunk);
-        parts.push(std::mem::replace(&mut rest, tail));
-    }
-    parts.push(rest);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = parts
-            .into_iter()
-            .map(|part| scope.spawn(move || part.into_iter().map(build).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+) -> StoreResult<Prepared> {
+    let documents = group.len() as u64;
+    let named = is_user(&group);
+    let user_id = bson_string(&group.user_id);
+    let (user, rejected) = group.decode()?.into_user(user_id);
+    let user = named.then(|| {
+        let sources = Sources::of(&user);
+        let found = existing.get(&drawer::drawer_id(&user.user_id));
+        (sources, plan(drawer::build_owned(user, found, opts), found))
+    });
+    Ok(Prepared {
+        documents,
+        rejected,
+        user,
     })
 }
 

@@ -17,6 +17,7 @@ use super::compare::{
 use super::warnings::WarningLog;
 use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, LegacyKind, LegacyUser};
+use crate::engine::cores::map_on_cores;
 use crate::engine::merge::{home_partition, Group, PerUser};
 use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
@@ -25,7 +26,9 @@ use crate::run::{Run, RunSpec};
 use crate::store::keys::{raw_sort_key, raw_value_at_path};
 /// MongoDB's largest document, which validation holds every stored one to.
 pub use crate::store::patch::MAX_DOCUMENT_BYTES;
-use crate::store::{value_at_path, value_at_path_mut, RawDocStream, Scan, Store, StoreError};
+use crate::store::{
+    value_at_path, value_at_path_mut, Fetched, RawDocStream, Scan, Store, StoreError,
+};
 use bson::raw::{RawBsonRef, RawDocument, RawDocumentBuf};
 use bson::{Bson, Document};
 use chrono::Utc;
@@ -410,7 +413,7 @@ fn rate(r: &Rate) -> Option<f64> {
 /// the store's part is done when it is queued, the rest is pure.
 enum Item {
     /// A user's documents, their stored drawer and its archived snapshots.
-    User(Box<Group>, Option<RawDocumentBuf>, Vec<Document>),
+    User(Box<Group<Fetched>>, Option<RawDocumentBuf>, Vec<Document>),
     /// A drawer no user claims, and its archived snapshots.
     Orphan(Document, Vec<Document>),
 }
@@ -435,33 +438,7 @@ fn check_chunk(
     wanted: &mut Vec<(LegacyKind, String, String)>,
     f: &mut Findings,
 ) -> CommandResult<()> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let check = |item: Item| check_item(config, build, item);
-    let checked: Vec<CommandResult<Checked>> = if threads < 2 || chunk.len() < 2 * threads {
-        chunk.into_iter().map(check).collect()
-    } else {
-        let per = chunk.len().div_ceil(threads);
-        let mut parts: Vec<Vec<Item>> = Vec::new();
-        let mut items = chunk.into_iter().peekable();
-        while items.peek().is_some() {
-            parts.push(items.by_ref().take(per).collect());
-        }
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = parts
-                .into_iter()
-                .map(|part| scope.spawn(move || part.into_iter().map(check).collect::<Vec<_>>()))
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| {
-                    w.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        })
-    };
+    let checked = map_on_cores(chunk, |item| check_item(config, build, item));
     for c in checked {
         let c = c?;
         f.legacy_documents += c.legacy_documents;
@@ -502,7 +479,7 @@ fn check_item(config: &Config, build: &BuildOptions, item: Item) -> CommandResul
             }
         }
         Item::User(group, stored, archived) => {
-            check_user(config, build, *group, stored, &archived)?
+            check_user(config, build, group.decode()?, stored, &archived)?
         }
     })
 }

@@ -198,6 +198,53 @@ pub type DocStream<'a> = Box<dyn Iterator<Item = StoreResult<Document>> + 'a>;
 /// documents (`import`, `export`) and need not decode them.
 pub type RawDocStream<'a> = Box<dyn Iterator<Item = StoreResult<RawDocumentBuf>> + 'a>;
 
+/// A document as a stream fetched it: its BSON bytes where the store holds
+/// BSON, to be decoded later on whichever thread needs it (decoding on the
+/// reader thread made that thread the slowest stage of a migration), or
+/// already decoded where the store's driver decodes.
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    /// The document's bytes, framing checked, content not yet.
+    Bytes(RawDocumentBuf),
+    /// The document, decoded by the store.
+    Decoded(Document),
+}
+
+impl Fetched {
+    /// The sort key of a top-level field's value, as [`keys::sort_key`] gives it.
+    pub fn sort_key_of(&self, field: &str) -> Vec<u8> {
+        match self {
+            Fetched::Bytes(raw) => keys::raw_sort_key(raw.get(field).ok().flatten()),
+            Fetched::Decoded(doc) => keys::sort_key(doc.get(field)),
+        }
+    }
+
+    /// A top-level field's value; `None` when it is missing or cannot be read.
+    pub fn field(&self, field: &str) -> Option<Bson> {
+        match self {
+            Fetched::Bytes(raw) => raw
+                .get(field)
+                .ok()
+                .flatten()
+                .and_then(|v| Bson::try_from(v.to_raw_bson()).ok()),
+            Fetched::Decoded(doc) => doc.get(field).cloned(),
+        }
+    }
+
+    /// The document, decoded.
+    pub fn decode(self) -> StoreResult<Document> {
+        match self {
+            Fetched::Bytes(raw) => {
+                crate::encoded::from_raw(&raw).map_err(|e| StoreError::Encoding(e.to_string()))
+            }
+            Fetched::Decoded(doc) => Ok(doc),
+        }
+    }
+}
+
+/// A stream of [`Fetched`] documents in scan order.
+pub type FetchedStream<'a> = Box<dyn Iterator<Item = StoreResult<Fetched>> + 'a>;
+
 /// The verbs the phases need from a database, and nothing else.
 ///
 /// Documents are plain `bson::Document`s; `_id` is whatever the application
@@ -235,6 +282,14 @@ pub trait Store {
         Ok(Box::new(self.scan(ns, scan)?.map(|doc| {
             RawDocumentBuf::from_document(&doc?).map_err(|e| StoreError::Encoding(e.to_string()))
         })))
+    }
+
+    /// [`Store::scan`], each document as the store has it: bytes where it
+    /// holds BSON (its decoding left to the caller), decoded otherwise.
+    fn scan_fetched(&self, ns: &Ns, scan: &Scan) -> StoreResult<FetchedStream<'_>> {
+        Ok(Box::new(
+            self.scan(ns, scan)?.map(|doc| doc.map(Fetched::Decoded)),
+        ))
     }
 
     /// Reads documents by `_id`; missing ids are simply absent from the result.
@@ -316,5 +371,52 @@ fn open_for(url: &str, create: bool) -> StoreResult<Box<dyn Store>> {
             "unsupported store URL {}: use sqlite:PATH, mongodb://HOST or mongodb+srv://HOST (--store or MONGO_URL)",
             crate::redact::redact_url(url)
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::{doc, oid::ObjectId};
+
+    /// Whatever type `user_id` has, a document fetched as bytes sorts,
+    /// reads and decodes as the same document fetched decoded.
+    #[test]
+    fn fetched_bytes_read_as_the_decoded_document() {
+        let values = [
+            Bson::from("u1"),
+            Bson::Int32(7),
+            Bson::Int64(-3),
+            Bson::Double(2.5),
+            Bson::Null,
+            Bson::ObjectId(ObjectId::from_bytes([1; 12])),
+            Bson::Document(doc! {"a": 1}),
+            Bson::Array(vec![Bson::from("x"), Bson::Int32(1)]),
+            Bson::DateTime(bson::DateTime::from_millis(1_700_000_000_000)),
+        ];
+        let mut docs: Vec<Document> = values
+            .into_iter()
+            .map(|v| doc! {"_id": 1, "user_id": v, "rest": {"k": [1, "two"]}})
+            .collect();
+        docs.push(doc! {"_id": 2});
+        for d in docs {
+            let bytes = Fetched::Bytes(RawDocumentBuf::from_document(&d).unwrap());
+            let decoded = Fetched::Decoded(d.clone());
+            assert_eq!(bytes.sort_key_of("user_id"), decoded.sort_key_of("user_id"));
+            assert_eq!(bytes.field("user_id"), decoded.field("user_id"), "{d}");
+            assert_eq!(bytes.decode().unwrap(), d);
+        }
+    }
+
+    #[test]
+    fn fetched_bytes_that_do_not_decode_fail_with_an_encoding_error() {
+        let mut bytes = RawDocumentBuf::from_document(&doc! {"user_id": "u1", "s": "ab"})
+            .unwrap()
+            .into_bytes();
+        let at = bytes.len() - 3; // the "b" of the last string
+        bytes[at] = 0xff;
+        let fetched = Fetched::Bytes(RawDocumentBuf::from_bytes(bytes).unwrap());
+        assert_eq!(fetched.field("user_id"), Some(Bson::from("u1")));
+        assert!(matches!(fetched.decode(), Err(StoreError::Encoding(_))));
     }
 }

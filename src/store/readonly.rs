@@ -5,8 +5,8 @@
 //! missed branch is an error in the dry run, never a change to production.
 
 use super::{
-    DocStream, FieldUpdate, IndexSpec, Ns, Outcome, Patch, RawDocStream, Scan, Store, StoreError,
-    StoreResult,
+    DocStream, FetchedStream, FieldUpdate, IndexSpec, Ns, Outcome, Patch, RawDocStream, Scan,
+    Store, StoreError, StoreResult,
 };
 use bson::{Bson, Document, RawDocumentBuf};
 
@@ -52,6 +52,9 @@ macro_rules! read_only {
             }
             fn scan_raw(&self, ns: &Ns, scan: &Scan) -> StoreResult<RawDocStream<'_>> {
                 self.0.scan_raw(ns, scan)
+            }
+            fn scan_fetched(&self, ns: &Ns, scan: &Scan) -> StoreResult<FetchedStream<'_>> {
+                self.0.scan_fetched(ns, scan)
             }
             fn get_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<Vec<Document>> {
                 self.0.get_many(ns, ids)

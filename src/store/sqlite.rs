@@ -11,8 +11,8 @@ use super::checkpoint::{Checkpointer, BACKSTOP_PAGES};
 use super::keys::{raw_sort_key, raw_value_at_path, sort_key};
 use super::patch::{self, Op, Outcome, Patch, MAX_DOCUMENT_BYTES};
 use super::{
-    After, DocStream, FieldUpdate, IndexSpec, Ns, Order, RawDocStream, Scan, Store, StoreError,
-    StoreResult,
+    After, DocStream, Fetched, FetchedStream, FieldUpdate, IndexSpec, Ns, Order, RawDocStream,
+    Scan, Store, StoreError, StoreResult,
 };
 use bson::{Bson, Document, RawDocument, RawDocumentBuf};
 use rusqlite::functions::FunctionFlags;
@@ -476,6 +476,14 @@ impl Store for SqliteStore {
     fn scan_raw(&self, ns: &Ns, scan: &Scan) -> StoreResult<RawDocStream<'_>> {
         self.scan_as(ns, scan, |blob| {
             RawDocumentBuf::from_bytes(blob).map_err(|e| StoreError::Encoding(e.to_string()))
+        })
+    }
+
+    fn scan_fetched(&self, ns: &Ns, scan: &Scan) -> StoreResult<FetchedStream<'_>> {
+        self.scan_as(ns, scan, |blob| {
+            RawDocumentBuf::from_bytes(blob)
+                .map(Fetched::Bytes)
+                .map_err(|e| StoreError::Encoding(e.to_string()))
         })
     }
 
