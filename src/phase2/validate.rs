@@ -422,7 +422,7 @@ enum Item {
 struct Checked {
     legacy_documents: u64,
     wanted: Vec<(LegacyKind, String, String)>,
-    drawer: Option<(Document, Vec<String>)>,
+    drawer: Option<Seen>,
     orphan: bool,
     user_id: String,
     findings: Vec<Finding>,
@@ -443,20 +443,19 @@ fn check_chunk(
         let c = c?;
         f.legacy_documents += c.legacy_documents;
         wanted.extend(c.wanted);
-        if let Some((d, errors)) = c.drawer {
+        if let Some(seen) = c.drawer {
             if c.orphan {
                 f.unexplained_drawers += 1;
                 if f.unexplained_listed.len() < LISTED {
                     f.unexplained_listed.push(json!({
-                        "drawer_id": d.get("_id").map(render_id).unwrap_or_default(),
-                        "user_id": d.get("user_id").map(render_id).unwrap_or_default(),
+                        "drawer_id": seen.drawer_id,
+                        "user_id": seen.user_id,
                     }));
                 }
             }
             f.drawers_checked += 1;
-            let drawer_id = d.get("_id").map(render_id).unwrap_or_default();
-            f.invalid(&drawer_id, errors);
-            collect_warnings(f, &d)?;
+            collect_warnings(f, &seen)?;
+            f.invalid(&seen.drawer_id, seen.errors);
         }
         for finding in c.findings {
             tally(f, &c.user_id, finding);
@@ -472,7 +471,7 @@ fn check_item(config: &Config, build: &BuildOptions, item: Item) -> CommandResul
             Checked {
                 legacy_documents: 0,
                 wanted: Vec::new(),
-                drawer: Some((d, errors)),
+                drawer: Some(Seen::of(&d, errors)),
                 orphan: true,
                 user_id: String::new(),
                 findings: Vec::new(),
@@ -523,7 +522,7 @@ fn check_user(
             let d = decode(&raw)?;
             let unexplained = unexplained_entries(&all, &d);
             let errors = drawer_errors(&d, stored_bytes, archived, unexplained);
-            checked.drawer = Some((d, errors));
+            checked.drawer = Some(Seen::of(&d, errors));
         }
         return Ok(checked);
     }
@@ -591,7 +590,7 @@ fn check_user(
             errors.push(format!("{entry}: no legacy document explains it"));
         }
         let errors = drawer_errors(&d, stored_bytes, archived, errors);
-        checked.drawer = Some((d, errors));
+        checked.drawer = Some(Seen::of(&d, errors));
     }
     checked.findings = findings;
     Ok(checked)
@@ -703,19 +702,47 @@ fn drawer_errors(
 
 /// The per-document warnings the migration recorded in the drawer: user,
 /// kind, field path and document id, never a value.
-fn collect_warnings(f: &mut Findings, d: &Document) -> CommandResult<()> {
-    let user_id = d.get("user_id").map(render_id).unwrap_or_default();
-    if let Some(Bson::Array(list)) = value_at_path(d, "meta.migration.warnings") {
-        for w in list.iter().filter_map(Bson::as_document) {
-            f.warnings
-                .push(&json!({
-                    "user_id": user_id,
-                    "kind": w.get_str("kind").unwrap_or_default(),
-                    "field": w.get_str("field").unwrap_or_default(),
-                    "document": w.get_str("source_id").unwrap_or_default(),
-                }))
-                .map_err(spool_error)?;
+/// What the counting needs of a checked drawer, taken on the checking
+/// thread so the drawer is freed there: freeing every drawer on the
+/// counting thread, alone, kept the other cores waiting.
+struct Seen {
+    drawer_id: String,
+    user_id: String,
+    errors: Vec<String>,
+    /// The warnings its runs recorded: kind, field, source document.
+    warnings: Vec<[String; 3]>,
+}
+
+impl Seen {
+    fn of(d: &Document, errors: Vec<String>) -> Seen {
+        let text = |w: &Document, key: &str| w.get_str(key).unwrap_or_default().to_owned();
+        let warnings = match value_at_path(d, "meta.migration.warnings") {
+            Some(Bson::Array(list)) => list
+                .iter()
+                .filter_map(Bson::as_document)
+                .map(|w| [text(w, "kind"), text(w, "field"), text(w, "source_id")])
+                .collect(),
+            _ => Vec::new(),
+        };
+        Seen {
+            drawer_id: d.get("_id").map(render_id).unwrap_or_default(),
+            user_id: d.get("user_id").map(render_id).unwrap_or_default(),
+            errors,
+            warnings,
         }
+    }
+}
+
+fn collect_warnings(f: &mut Findings, seen: &Seen) -> CommandResult<()> {
+    for [kind, field, document] in &seen.warnings {
+        f.warnings
+            .push(&json!({
+                "user_id": seen.user_id,
+                "kind": kind,
+                "field": field,
+                "document": document,
+            }))
+            .map_err(spool_error)?;
     }
     Ok(())
 }
