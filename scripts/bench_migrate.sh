@@ -28,7 +28,10 @@
 # BENCH_DIR (scratch space, default target/bench; generated data and imported
 # stores are cached there per shape and size; 100k users need ~10 GB),
 # EDN_BIN (an edn-migrate binary to measure instead of building this tree's,
-# e.g. a copy of an older build to compare).
+# e.g. a copy of an older build to compare), EXPORT_DIR (where `export`
+# writes, default BENCH_DIR/export: at 100k users it writes 4 GB, which this
+# machine's disk takes more slowly than export makes it; /dev/shm measures
+# export itself).
 # Runs under `nice -n 10`: the machine is shared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -158,7 +161,7 @@ bench_shape() { # shape
   fi
   if [[ " $commands " == *" export "* ]]; then
     local rows=()
-    out=$dir/export
+    out=${EXPORT_DIR:-$dir/export}
     for ((i = 1; i <= runs; i++)); do
       rm -rf "$out"
       rows+=("$(timed "sqlite:$migrated" export "$out")")
