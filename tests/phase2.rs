@@ -242,6 +242,41 @@ fn dry_run_leaves_the_store_byte_identical(tool: Tool) {
     );
 }
 
+/// A dry run over drawers that exist shows updates, read off the drawers
+/// as built, whichever batch they were built in (a dry run frees the
+/// drawers no sample can take where they were built).
+fn dry_run_samples_are_updates_as_built(tool: Tool) {
+    prepared(&tool);
+    tool.ok(&[
+        "phase2",
+        "migrate",
+        "questionnaires",
+        "--force",
+        "--reason",
+        "test",
+    ]);
+    let plan = migrate_json(&tool, &["--dry-run", "--batch-size", "1"]);
+    let samples = plan["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 3, "{plan}");
+    for sample in samples {
+        assert_eq!(
+            sample["created"], false,
+            "existing drawers are updates: {sample}"
+        );
+        let changes: Vec<&str> = sample["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert!(!changes.is_empty(), "{sample}");
+        assert!(
+            changes.iter().all(|c| !c.starts_with("- ")),
+            "an update that adds plans and follow-ups removes nothing: {sample}"
+        );
+    }
+}
+
 fn migrate_refuses_without_a_verified_backup(tool: Tool) {
     let dir = tool.fixtures();
     tool.ok(&["import", dir.to_str().unwrap()]);
@@ -586,6 +621,11 @@ fn a_store_without_phase0_indexes_is_named_before_the_run(tool: Tool) {
 
 mod sqlite {
     use super::*;
+
+    #[test]
+    fn dry_run_samples_are_updates_as_built() {
+        super::dry_run_samples_are_updates_as_built(Tool::sqlite());
+    }
 
     #[test]
     fn a_store_without_phase0_indexes_is_named_before_the_run() {

@@ -22,6 +22,7 @@ use crate::store::{Fetched, FieldUpdate, Ns, Outcome, Patch, Store, StoreError, 
 use bson::{doc, Bson, Document};
 use indicatif::ProgressBar;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 /// How many times a drawer that changed under us is re-read and rebuilt.
@@ -89,10 +90,14 @@ pub fn run_pass(
     progress: &ProgressBar,
     run: &mut dyn Supervisor,
 ) -> CommandResult<PassResult> {
+    let wanted = SampleWants::default();
+    wanted.narrow(&[], pass.samples);
+    let wanted = &wanted;
     let mut batcher = Batcher {
         store,
         config,
         pass,
+        wanted,
         result: PassResult::default(),
         started: Instant::now(),
         batches: 0,
@@ -108,7 +113,7 @@ pub fn run_pass(
             let producer = scope
                 .spawn(move || read_groups(reader.as_ref(), config, pass, after_user, &read_tx));
             let preparer = scope.spawn(move || {
-                let mut batches = Batches::new(lookup.as_ref(), config, pass, progress);
+                let mut batches = Batches::new(lookup.as_ref(), config, pass, progress, wanted);
                 for groups in read_rx {
                     let groups = match groups {
                         Ok(groups) => groups,
@@ -140,7 +145,7 @@ pub fn run_pass(
         None => {
             let sources = sources(config);
             let after = after_user.map(Bson::from);
-            let mut batches = Batches::new(store, config, pass, progress);
+            let mut batches = Batches::new(store, config, pass, progress, wanted);
             for group in PerUser::open(store, sources.each_ref(), read_batch(pass), after.as_ref())?
             {
                 if let Some(batch) = batches.push(group?) {
@@ -162,6 +167,7 @@ struct Batches<'a> {
     config: &'a Config,
     pass: &'a Pass,
     progress: &'a ProgressBar,
+    wanted: &'a SampleWants,
     pending: Vec<Group<Fetched>>,
 }
 
@@ -171,12 +177,14 @@ impl<'a> Batches<'a> {
         config: &'a Config,
         pass: &'a Pass,
         progress: &'a ProgressBar,
+        wanted: &'a SampleWants,
     ) -> Self {
         Batches {
             store,
             config,
             pass,
             progress,
+            wanted,
             pending: Vec::new(),
         }
     }
@@ -194,13 +202,19 @@ impl<'a> Batches<'a> {
             return None;
         }
         let batch = std::mem::take(&mut self.pending);
-        Some(ready(self.store, self.config, self.pass, batch))
+        Some(ready(
+            self.store,
+            self.config,
+            self.pass,
+            self.wanted,
+            batch,
+        ))
     }
 
     /// The last batch, unless it is empty.
     fn finish(&mut self) -> Option<CommandResult<Ready>> {
         let batch = std::mem::take(&mut self.pending);
-        (!batch.is_empty()).then(|| ready(self.store, self.config, self.pass, batch))
+        (!batch.is_empty()).then(|| ready(self.store, self.config, self.pass, self.wanted, batch))
     }
 }
 
@@ -235,6 +249,7 @@ fn ready(
     store: &dyn Store,
     config: &Config,
     pass: &Pass,
+    wanted: &SampleWants,
     groups: Vec<Group<Fetched>>,
 ) -> CommandResult<Ready> {
     let last_user = groups
@@ -248,8 +263,11 @@ fn ready(
         .map(|g| bson_string(&g.user_id))
         .collect();
     let existing = stored_drawers(store, config, users.iter().map(String::as_str))?;
+    // A dry run writes nothing: a drawer no sample wants is freed where it
+    // was built, not carried to the writing thread to be counted.
+    let keep = |created: bool| !pass.dry_run || wanted.takes(created);
     let opts = &pass.build;
-    let prepared = map_on_cores(groups, |group| prepare(group, &existing, opts))
+    let prepared = map_on_cores(groups, |group| prepare(group, &existing, opts, &keep))
         .into_iter()
         .collect::<StoreResult<Vec<Prepared>>>()?;
     Ok(Ready {
@@ -387,6 +405,15 @@ fn plan(mut built: Built, found: Option<&Document>) -> Planned {
 }
 
 impl Planned {
+    /// Frees the drawer and its patch's content (a dry run that will not
+    /// show it); what it adds stays counted.
+    fn forget_drawer(&mut self) {
+        self.built.drawer = Document::new();
+        if let Some(patch) = &mut self.patch {
+            patch.ops.clear();
+        }
+    }
+
     /// The drawer as built, wherever it is now.
     fn drawer(&self) -> &Document {
         match self.patch.as_ref().map(|p| p.ops.as_slice()) {
@@ -428,10 +455,49 @@ struct Writes {
     quarantine: Vec<Document>,
 }
 
+/// Which drawers a dry run's sample diffs may still take, told by the
+/// writing thread (which keeps the samples) to the batch being readied
+/// ahead of it. It only narrows (any drawer, then updates only, then
+/// none: samples are never removed, and an update is never replaced), so
+/// the batch ahead, reading it a batch late, keeps at least every drawer
+/// the samples may take.
+#[derive(Default)]
+struct SampleWants(AtomicU8);
+
+impl SampleWants {
+    const ANY: u8 = 0;
+    const UPDATES: u8 = 1;
+    const NONE: u8 = 2;
+
+    /// Whether a drawer (created, or an update) may become a sample.
+    fn takes(&self, created: bool) -> bool {
+        match self.0.load(Ordering::Relaxed) {
+            Self::ANY => true,
+            Self::UPDATES => !created,
+            _ => false,
+        }
+    }
+
+    /// Follows `keep_sample`'s rule for the samples kept so far.
+    fn narrow(&self, samples: &[Sample], limit: usize) {
+        let wants = if limit == 0 {
+            Self::NONE
+        } else if samples.len() < limit {
+            Self::ANY
+        } else if samples.iter().all(|s| s.created) {
+            Self::UPDATES
+        } else {
+            Self::NONE
+        };
+        self.0.store(wants, Ordering::Relaxed);
+    }
+}
+
 struct Batcher<'a> {
     store: &'a dyn Store,
     config: &'a Config,
     pass: &'a Pass,
+    wanted: &'a SampleWants,
     result: PassResult,
     started: Instant,
     batches: u64,
@@ -565,6 +631,7 @@ impl Batcher<'_> {
             return;
         }
         self.keep_sample(user_id, found, built.created, planned.drawer());
+        self.wanted.narrow(&self.result.samples, self.pass.samples);
         let Planned {
             built,
             patch: Some(patch),
@@ -816,6 +883,7 @@ fn prepare(
     group: Group<Fetched>,
     existing: &HashMap<String, Document>,
     opts: &BuildOptions,
+    keep: &(dyn Fn(bool) -> bool + Sync),
 ) -> StoreResult<Prepared> {
     let documents = group.len() as u64;
     let named = is_user(&group);
@@ -824,7 +892,11 @@ fn prepare(
     let user = named.then(|| {
         let sources = Sources::of(&user);
         let found = existing.get(&drawer::drawer_id(&user.user_id));
-        (sources, plan(drawer::build_owned(user, found, opts), found))
+        let mut planned = plan(drawer::build_owned(user, found, opts), found);
+        if !keep(planned.built.created) {
+            planned.forget_drawer();
+        }
+        (sources, planned)
     });
     Ok(Prepared {
         documents,
@@ -922,5 +994,35 @@ mod tests {
         assert!(!batch_full(&pass(100), &groups(1, BATCH_DOCUMENTS - 1)));
         assert!(batch_full(&pass(100), &groups(40, BATCH_DOCUMENTS / 40)));
         assert!(batch_full(&pass(100), &groups(1, 5_000)));
+    }
+
+    fn sample(created: bool) -> Sample {
+        Sample {
+            drawer_id: String::new(),
+            created,
+            changes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_dry_run_keeps_drawers_while_a_sample_may_take_them() {
+        let wants = SampleWants::default();
+        wants.narrow(&[], 2);
+        assert!(wants.takes(true) && wants.takes(false));
+        wants.narrow(&[sample(true)], 2);
+        assert!(
+            wants.takes(true),
+            "room left: a creation may still be shown"
+        );
+        wants.narrow(&[sample(true), sample(true)], 2);
+        assert!(!wants.takes(true), "full: a creation never replaces one");
+        assert!(wants.takes(false), "an update replaces a creation");
+        wants.narrow(&[sample(false), sample(true)], 2);
+        assert!(!wants.takes(true) && !wants.takes(false));
+        wants.narrow(&[], 0);
+        assert!(
+            !wants.takes(true) && !wants.takes(false),
+            "no samples asked"
+        );
     }
 }
