@@ -8,6 +8,7 @@
 //! a malformed line leaves the store as it was. Export writes in `_id` order through a
 //! temporary file and a rename, so a file on disk is never half written.
 
+use crate::engine::cores::map_refs_on_cores;
 use crate::error::{CommandError, CommandResult};
 use crate::extjson;
 use crate::report::{progress_bar, table, Output};
@@ -221,7 +222,7 @@ fn parsed_lines(file: File) -> impl Iterator<Item = (usize, std::io::Result<Pars
 }
 
 fn parse_chunk(chunk: Vec<(usize, String)>) -> Vec<(usize, ParsedLine)> {
-    map_on_all_cores(&chunk, |(number, text)| {
+    map_refs_on_cores(&chunk, |(number, text)| {
         let doc = (!text.trim().is_empty()).then(|| extjson::parse_line_raw(text));
         (
             *number,
@@ -230,32 +231,6 @@ fn parse_chunk(chunk: Vec<(usize, String)>) -> Vec<(usize, ParsedLine)> {
                 doc,
             },
         )
-    })
-}
-
-/// `items.iter().map(f)`, the items split over the machine's cores, results
-/// in order.
-fn map_on_all_cores<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if threads < 2 || items.len() < 64 {
-        return items.iter().map(f).collect();
-    }
-    let per = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = items
-            .chunks(per)
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
     })
 }
 

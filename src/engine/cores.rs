@@ -54,6 +54,12 @@ pub fn map_on_cores<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) 
     results
 }
 
+/// [`map_on_cores`] over borrowed items: `items.iter().map(f)`, results in
+/// order.
+pub fn map_refs_on_cores<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    map_on_cores(items.iter().collect(), f)
+}
+
 /// How many runs each thread gets on average: enough that the last one
 /// to finish leaves the others little to wait for.
 const RUNS_PER_THREAD: usize = 8;

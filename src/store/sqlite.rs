@@ -826,34 +826,9 @@ fn no_id() -> StoreError {
 /// Encodes documents on all cores: for drawers of tens of kilobytes,
 /// encoding was a fifth of the writing thread's time.
 fn encode_all(docs: &[&Document]) -> StoreResult<Vec<Vec<u8>>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if threads < 2 || docs.len() < 8 {
-        return docs.iter().map(|d| encode(d)).collect();
-    }
-    let chunk = docs.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = docs
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|d| encode(d))
-                        .collect::<StoreResult<Vec<_>>>()
-                })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(docs.len());
-        for worker in workers {
-            out.extend(
-                worker
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
-            );
-        }
-        Ok(out)
-    })
+    crate::engine::cores::map_refs_on_cores(docs, |d| encode(d))
+        .into_iter()
+        .collect()
 }
 
 fn encode(doc: &Document) -> StoreResult<Vec<u8>> {
