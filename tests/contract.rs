@@ -5,7 +5,7 @@
 
 mod common;
 
-use bson::{doc, oid::ObjectId, Bson, DateTime, Document};
+use bson::{doc, oid::ObjectId, Bson, DateTime, Document, RawDocumentBuf};
 use edn_migrate::engine::plan::plan_write;
 use edn_migrate::store::{
     After, FieldUpdate, Guard, IndexSpec, Ns, Op, Outcome, Patch, Pull, Push, Scan, Step, Store,
@@ -419,6 +419,57 @@ fn a_user_id_clash_is_refused_with_the_index_named(store: &dyn Store, db: &str) 
     );
 }
 
+/// An insert of a document's bytes (what migrate sends a store that writes
+/// BSON) stores, conflicts and clashes exactly as an insert of the document.
+fn an_insert_of_bytes_is_an_insert(store: &dyn Store, db: &str) {
+    let ns = Ns::new(db, "client_drawers");
+    store
+        .create_index(&ns, &IndexSpec::ascending(&["user_id"], true))
+        .unwrap();
+    let bytes = |d: &Document| RawDocumentBuf::from_document(d).unwrap();
+    let first = doc! {"_id": "client_1", "user_id": "1", "n": 1_i32, "when": DateTime::from_millis(5), "e": {"b": 2, "a": [1, "x"]}};
+    let insert = |d: &Document| Patch::insert_bytes(d.get("_id").unwrap().clone(), bytes(d));
+    assert!(one(store, &ns, insert(&first)).applied());
+    assert_eq!(
+        get(store, &ns, "client_1"),
+        first,
+        "stored as given, field order kept"
+    );
+    assert!(matches!(one(store, &ns, insert(&first)), Outcome::Conflict));
+    assert!(matches!(
+        one(store, &ns, Patch::insert(first.clone())),
+        Outcome::Conflict
+    ));
+    let clash = doc! {"_id": "client_x", "user_id": "1"};
+    match one(store, &ns, insert(&clash)) {
+        Outcome::Refused(StoreError::DuplicateKey { index, .. }) => assert_eq!(index, "user_id_1"),
+        other => panic!("expected a user_id clash, got {other:?}"),
+    }
+    let second = doc! {"_id": "client_2", "user_id": "2", "n": 1_i32};
+    let then = step(
+        vec![Guard::is("n", Some(&Bson::Int32(1)))],
+        vec![("n", 2_i32.into())],
+    );
+    let both = Patch {
+        id: "client_2".into(),
+        ops: vec![Op::InsertBytes(bytes(&second)), Op::Update(then)],
+    };
+    assert!(one(store, &ns, both).applied());
+    assert_eq!(get(store, &ns, "client_2").get_i32("n"), Ok(2));
+    let mut outcomes = store
+        .patch_many(
+            &ns,
+            &[
+                insert(&doc! {"_id": "client_3", "user_id": "3"}),
+                insert(&first),
+            ],
+        )
+        .unwrap()
+        .into_iter();
+    assert!(outcomes.next().unwrap().applied());
+    assert!(matches!(outcomes.next().unwrap(), Outcome::Conflict));
+}
+
 fn field_updates_touch_only_named_fields(store: &dyn Store, db: &str) {
     let ns = Ns::new(db, "plans");
     store
@@ -738,6 +789,7 @@ macro_rules! contract {
             case!(a_10_mib_drawer_is_updated);
             case!(a_write_error_other_than_a_duplicate_key_is_refused);
             case!(a_user_id_clash_is_refused_with_the_index_named);
+            case!(an_insert_of_bytes_is_an_insert);
             case!(every_user_id_type_is_scanned_and_resumed);
             case!(an_index_is_the_same_only_if_keys_and_options_are);
             case!(indexes_and_the_drawer_side_come_back_from_a_backup);

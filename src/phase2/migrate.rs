@@ -244,7 +244,8 @@ fn stored_drawers<'u>(
 }
 
 /// Readies a batch: reads its stored drawers, then decodes, builds and
-/// plans its groups on all cores (`prepare`).
+/// plans its groups on all cores (`prepare`). `store` is the store the
+/// batch is written to, or a second handle on it (`Store::reader`).
 fn ready(
     store: &dyn Store,
     config: &Config,
@@ -263,11 +264,21 @@ fn ready(
         .map(|g| bson_string(&g.user_id))
         .collect();
     let existing = stored_drawers(store, config, users.iter().map(String::as_str))?;
-    // A dry run writes nothing: a drawer no sample wants is freed where it
-    // was built, not carried to the writing thread to be counted.
-    let keep = |created: bool| !pass.dry_run || wanted.takes(created);
+    // A drawer is freed on the thread that built it (freeing it on another
+    // cost more than building it): a dry run frees those no sample wants; a
+    // store that writes BSON gets new drawers encoded.
+    let encode = store.writes_bson();
+    let finish = |planned: &mut Planned| {
+        if pass.dry_run {
+            if !wanted.takes(planned.built.created) {
+                planned.forget_drawer();
+            }
+        } else if encode {
+            planned.encode_insert();
+        }
+    };
     let opts = &pass.build;
-    let prepared = map_on_cores(groups, |group| prepare(group, &existing, opts, &keep))
+    let prepared = map_on_cores(groups, |group| prepare(group, &existing, opts, &finish))
         .into_iter()
         .collect::<StoreResult<Vec<Prepared>>>()?;
     Ok(Ready {
@@ -414,7 +425,27 @@ impl Planned {
         }
     }
 
-    /// The drawer as built, wherever it is now.
+    /// Turns the insert of a new drawer into an insert of its bytes, and
+    /// frees the drawer here. A drawer that does not encode stays as it is,
+    /// for the store to refuse with its own error.
+    fn encode_insert(&mut self) {
+        let Some(patch) = &mut self.patch else {
+            return;
+        };
+        let [Op::Insert(doc)] = patch.ops.as_slice() else {
+            return;
+        };
+        let Ok(bytes) = crate::encoded::to_vec(doc) else {
+            return;
+        };
+        if let Ok(raw) = bson::RawDocumentBuf::from_bytes(bytes) {
+            patch.ops = vec![Op::InsertBytes(raw)];
+        }
+    }
+
+    /// The drawer as built, wherever it is now (empty once encoded or
+    /// forgotten: only a dry run's samples read it, and a dry run encodes
+    /// none and forgets none a sample takes).
     fn drawer(&self) -> &Document {
         match self.patch.as_ref().map(|p| p.ops.as_slice()) {
             Some([Op::Insert(doc)]) => doc,
@@ -883,7 +914,7 @@ fn prepare(
     group: Group<Fetched>,
     existing: &HashMap<String, Document>,
     opts: &BuildOptions,
-    keep: &(dyn Fn(bool) -> bool + Sync),
+    finish: &(dyn Fn(&mut Planned) + Sync),
 ) -> StoreResult<Prepared> {
     let documents = group.len() as u64;
     let named = is_user(&group);
@@ -893,9 +924,7 @@ fn prepare(
         let sources = Sources::of(&user);
         let found = existing.get(&drawer::drawer_id(&user.user_id));
         let mut planned = plan(drawer::build_owned(user, found, opts), found);
-        if !keep(planned.built.created) {
-            planned.forget_drawer();
-        }
+        finish(&mut planned);
         (sources, planned)
     });
     Ok(Prepared {

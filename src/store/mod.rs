@@ -234,12 +234,16 @@ impl Fetched {
     /// The document, decoded.
     pub fn decode(self) -> StoreResult<Document> {
         match self {
-            Fetched::Bytes(raw) => {
-                crate::encoded::from_raw(&raw).map_err(|e| StoreError::Encoding(e.to_string()))
-            }
+            Fetched::Bytes(raw) => decode_raw(&raw),
             Fetched::Decoded(doc) => Ok(doc),
         }
     }
+}
+
+/// A document from its BSON bytes; bytes that do not decode are an
+/// encoding error.
+pub(crate) fn decode_raw(raw: &bson::RawDocument) -> StoreResult<Document> {
+    crate::encoded::from_raw(raw).map_err(|e| StoreError::Encoding(e.to_string()))
 }
 
 /// A stream of [`Fetched`] documents in scan order.
@@ -290,6 +294,13 @@ pub trait Store {
         Ok(Box::new(
             self.scan(ns, scan)?.map(|doc| doc.map(Fetched::Decoded)),
         ))
+    }
+
+    /// Whether the store writes BSON bytes as it is handed them, so that an
+    /// insert of bytes (`Op::InsertBytes`) costs it nothing more than one of
+    /// a document. The MongoDB driver encodes documents itself.
+    fn writes_bson(&self) -> bool {
+        false
     }
 
     /// Reads documents by `_id`; missing ids are simply absent from the result.

@@ -19,7 +19,8 @@
 use super::keys::{sort_key, value_at_path};
 use super::patch::{self, Op, Outcome, Patch, MAX_DOCUMENT_BYTES};
 use super::{
-    After, DocStream, FieldUpdate, IndexSpec, Ns, Order, Scan, Store, StoreError, StoreResult,
+    decode_raw, After, DocStream, FieldUpdate, IndexSpec, Ns, Order, Scan, Store, StoreError,
+    StoreResult,
 };
 use crate::redact::{redact_text, redact_url};
 use backon::{BlockingRetryable, ExponentialBuilder};
@@ -355,6 +356,7 @@ impl MongoStore {
         for op in &p.ops {
             let done = match op {
                 Op::Insert(doc) => self.insert_one(ns, &coll, p, doc)?,
+                Op::InsertBytes(raw) => self.insert_one(ns, &coll, p, &decode_raw(raw)?)?,
                 Op::Update(step) => {
                     if patch::statement_bytes(&p.id, step) > MAX_DOCUMENT_BYTES + STATEMENT_HEADROOM
                     {
@@ -626,6 +628,17 @@ impl Store for MongoStore {
     }
 
     fn patch_many(&self, ns: &Ns, patches: &[Patch]) -> StoreResult<Vec<Outcome>> {
+        // The driver sends documents: inserts of bytes are decoded first.
+        let decoded: Vec<Patch>;
+        let patches = if patches.iter().any(inserts_bytes) {
+            decoded = patches
+                .iter()
+                .map(with_documents)
+                .collect::<StoreResult<_>>()?;
+            &decoded[..]
+        } else {
+            patches
+        };
         let is_new = |p: &Patch| matches!(p.ops.as_slice(), [Op::Insert(_)]);
         let mut outcomes: Vec<Option<Outcome>> = patches.iter().map(|_| None).collect();
         let new: Vec<usize> = (0..patches.len())
@@ -938,6 +951,26 @@ impl Iterator for MongoScan<'_> {
         self.passed(&doc);
         Some(Ok(doc))
     }
+}
+
+fn inserts_bytes(p: &Patch) -> bool {
+    p.ops.iter().any(|op| matches!(op, Op::InsertBytes(_)))
+}
+
+/// The patch with every insert of bytes an insert of the decoded document.
+fn with_documents(p: &Patch) -> StoreResult<Patch> {
+    let ops = p
+        .ops
+        .iter()
+        .map(|op| match op {
+            Op::InsertBytes(raw) => decode_raw(raw).map(Op::Insert),
+            other => Ok(other.clone()),
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(Patch {
+        id: p.id.clone(),
+        ops,
+    })
 }
 
 /// The sort position of a document in a scan, as the embedded store orders.

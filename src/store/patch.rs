@@ -17,7 +17,7 @@
 //! runs the same cases on both stores.
 
 use super::keys::sort_key;
-use bson::{doc, Bson, Document};
+use bson::{doc, Bson, Document, RawDocumentBuf};
 use std::cmp::Ordering;
 
 /// MongoDB's largest document (`maxBsonObjectSize`), which both stores
@@ -42,6 +42,16 @@ impl Patch {
         }
     }
 
+    /// [`Patch::insert`] of a document already encoded: whoever built it
+    /// encodes it and frees it on its own thread, and a store that writes
+    /// BSON writes these bytes.
+    pub fn insert_bytes(id: Bson, bytes: RawDocumentBuf) -> Patch {
+        Patch {
+            id,
+            ops: vec![Op::InsertBytes(bytes)],
+        }
+    }
+
     /// A patch of one guarded update step.
     pub fn update(id: Bson, step: Step) -> Patch {
         Patch {
@@ -57,6 +67,8 @@ pub enum Op {
     /// Insert the document; a document with the same `_id` makes it a
     /// conflict (another writer created it first).
     Insert(Document),
+    /// `Insert` of the document's BSON bytes.
+    InsertBytes(RawDocumentBuf),
     /// Change the named paths, if the guards hold.
     Update(Step),
     /// Delete the document, if the guards hold.

@@ -56,6 +56,9 @@ macro_rules! read_only {
             fn scan_fetched(&self, ns: &Ns, scan: &Scan) -> StoreResult<FetchedStream<'_>> {
                 self.0.scan_fetched(ns, scan)
             }
+            fn writes_bson(&self) -> bool {
+                self.0.writes_bson()
+            }
             fn get_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<Vec<Document>> {
                 self.0.get_many(ns, ids)
             }

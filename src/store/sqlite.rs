@@ -257,7 +257,7 @@ impl SqliteStore {
     }
 
     fn write_one(&self, ns: &Ns, table: &str, doc: &Document, replace: bool) -> StoreResult<()> {
-        self.write_encoded(ns, table, doc.get("_id"), encode(doc)?, replace)
+        self.write_encoded(ns, table, doc.get("_id"), &encode(doc)?, replace)
     }
 
     fn write_encoded(
@@ -265,10 +265,10 @@ impl SqliteStore {
         ns: &Ns,
         table: &str,
         id: Option<&Bson>,
-        bytes: Vec<u8>,
+        bytes: &[u8],
         replace: bool,
     ) -> StoreResult<()> {
-        self.write_row(ns, table, sort_key(id), &bytes, replace, &|| id.cloned())
+        self.write_row(ns, table, sort_key(id), bytes, replace, &|| id.cloned())
     }
 
     /// Writes one encoded document under `key`, the sort key of its `_id`;
@@ -335,15 +335,15 @@ impl SqliteStore {
         ns: &Ns,
         table: &str,
         p: &Patch,
-        encoded: Option<Vec<u8>>,
+        encoded: Option<&[u8]>,
     ) -> StoreResult<Outcome> {
         let key = sort_key(Some(&p.id));
-        if let (Some(bytes), [Op::Insert(doc)]) = (encoded, p.ops.as_slice()) {
+        if let Some(bytes) = encoded {
             // A new drawer, encoded beforehand: nothing to read back after it.
             if self.stored_bytes(table, &key)?.is_some() {
                 return Ok(Outcome::Conflict);
             }
-            return match self.write_encoded(ns, table, doc.get("_id"), bytes, false) {
+            return match self.write_encoded(ns, table, Some(&p.id), bytes, false) {
                 Ok(()) => Ok(Outcome::Applied),
                 Err(e @ (StoreError::DuplicateKey { .. } | StoreError::Refused { .. })) => {
                     Ok(Outcome::Refused(e))
@@ -362,7 +362,16 @@ impl SqliteStore {
                 message,
             };
             match (op, current.as_mut()) {
-                (Op::Insert(_), Some(_)) => return Ok(Outcome::Conflict),
+                (Op::Insert(_) | Op::InsertBytes(_), Some(_)) => return Ok(Outcome::Conflict),
+                (Op::InsertBytes(raw), None) => {
+                    match self.write_encoded(ns, table, Some(&p.id), raw.as_bytes(), false) {
+                        Ok(()) => current = Some(decode(raw.as_bytes())?),
+                        Err(e @ (StoreError::DuplicateKey { .. } | StoreError::Refused { .. })) => {
+                            return Ok(Outcome::Refused(e))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 (Op::Insert(doc), None) => match self.write_one(ns, table, doc, false) {
                     Ok(()) => current = Some(doc.clone()),
                     Err(e @ (StoreError::DuplicateKey { .. } | StoreError::Refused { .. })) => {
@@ -487,6 +496,10 @@ impl Store for SqliteStore {
         })
     }
 
+    fn writes_bson(&self) -> bool {
+        true
+    }
+
     fn get_many(&self, ns: &Ns, ids: &[Bson]) -> StoreResult<Vec<Document>> {
         let Some(id) = self.collection_id(ns)? else {
             return Ok(Vec::new());
@@ -520,7 +533,7 @@ impl Store for SqliteStore {
         let tx = self.write_transaction()?;
         let table = self.table_for_write(ns)?;
         for (doc, bytes) in refs.iter().zip(encoded) {
-            self.write_encoded(ns, &table, doc.get("_id"), bytes, false)?;
+            self.write_encoded(ns, &table, doc.get("_id"), &bytes, false)?;
         }
         self.commit(tx)?;
         Ok(())
@@ -549,7 +562,7 @@ impl Store for SqliteStore {
         let refs: Vec<&Document> = docs.iter().collect();
         for (doc, bytes) in docs.iter().zip(encode_all(&refs)?) {
             let id = require_id(doc)?;
-            self.write_encoded(ns, &table, Some(id), bytes, true)?;
+            self.write_encoded(ns, &table, Some(id), &bytes, true)?;
         }
         self.commit(tx)?;
         Ok(())
@@ -569,9 +582,13 @@ impl Store for SqliteStore {
         let table = self.table_for_write(ns)?;
         let mut outcomes = Vec::with_capacity(patches.len());
         for p in patches {
-            let bytes = match p.ops.as_slice() {
+            let encoded_here = match p.ops.as_slice() {
                 [Op::Insert(_)] => encoded.next(),
                 _ => None,
+            };
+            let bytes = match p.ops.as_slice() {
+                [Op::InsertBytes(raw)] => Some(raw.as_bytes()),
+                _ => encoded_here.as_deref(),
             };
             outcomes.push(self.patch_one(ns, &table, p, bytes)?);
         }
