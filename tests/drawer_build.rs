@@ -27,6 +27,7 @@ const T0: i64 = 1_735_689_600_000; // 2025-01-01
 
 fn user() -> LegacyUser {
     LegacyUser {
+        sizes: Default::default(),
         user_id: "u1".into(),
         submissions: vec![
             doc! { "_id": "s1", "user_id": "u1", "submitted_at": at(T0), "responses": { "edad": "", "peso": "80,5", "nombre_completo": "X" } },
@@ -457,6 +458,7 @@ fn shuffled(u: &LegacyUser, seed: u64) -> LegacyUser {
         v
     }
     LegacyUser {
+        sizes: Default::default(),
         user_id: u.user_id.clone(),
         submissions: mix(&u.submissions, seed),
         followups: mix(&u.followups, seed + 1),
@@ -494,6 +496,7 @@ proptest! {
     ) {
         let h = 3_600_000i64;
         let u = LegacyUser {
+            sizes: Default::default(),
             user_id: "p".into(),
             submissions: subs.iter().enumerate().map(|(i, (t, peso, good))| {
                 let mut d = doc! { "_id": format!("s{i}"), "user_id": "p", "submitted_at": at(T0 + t * h) };
@@ -552,6 +555,7 @@ fn with_string_dates(u: &LegacyUser) -> LegacyUser {
             .collect()
     };
     LegacyUser {
+        sizes: Default::default(),
         user_id: u.user_id.clone(),
         submissions: restate(&u.submissions, "submitted_at"),
         followups: restate(&u.followups, "submission_date"),
@@ -632,6 +636,45 @@ fn an_unparsable_birth_date_is_null_with_a_warning_naming_field_and_document() {
         "services.training.questionnaires.inicial.responses.personal_data.fecha_nacimiento",
     );
     assert_eq!(answer, vec![&Bson::from("el 3 de mayo")]);
+}
+
+/// The sizes the reader fetched (`LegacyUser::sizes`) name the largest
+/// document of an oversized drawer; a list without one size per document is
+/// not used, and those documents are measured.
+#[test]
+fn the_largest_document_is_named_from_the_sizes_fetched() {
+    let mut u = user();
+    u.submissions[0]
+        .get_document_mut("responses")
+        .unwrap()
+        .insert("comentarios_adicionales", "x".repeat(9 * 1024 * 1024));
+    let stored = |docs: &[Document]| -> Vec<usize> {
+        docs.iter()
+            .map(|d| bson::to_vec(d).unwrap().len())
+            .collect()
+    };
+    u.sizes = [
+        stored(&u.submissions),
+        stored(&u.followups),
+        stored(&u.training_plans),
+        stored(&u.nutrition_plans),
+    ];
+    // As if the first training plan had been stored larger than the submission.
+    u.sizes[2][0] = 12 * 1024 * 1024;
+    let plan = u.training_plans[0].get_str("_id").unwrap().to_string();
+    let b = build(&u, None, &common::opts());
+    let reason = &b.quarantine[0].reason;
+    assert!(
+        reason.contains(&format!("training_plans {plan}, 12.0 MiB")),
+        "{reason}"
+    );
+    u.sizes[2].push(1);
+    let b = build(&u, None, &common::opts());
+    let reason = &b.quarantine[0].reason;
+    assert!(
+        reason.contains("nutrition_questionnaire_submissions s1"),
+        "{reason}"
+    );
 }
 
 /// Issue 8, item 7: a legal 9 MiB submission would make an 18 MiB drawer

@@ -89,11 +89,13 @@ fn doc_bytes(d: &Document) -> Vec<u8> {
 fn accept(
     kind: LegacyKind,
     docs: Vec<Document>,
+    sizes: Vec<usize>,
     user_id: &str,
     quarantine: &mut Vec<Quarantined>,
 ) -> Vec<Src> {
     let mut out: Vec<Src> = Vec::new();
-    for d in docs {
+    let sizes = (sizes.len() == docs.len()).then_some(sizes);
+    for (i, d) in docs.into_iter().enumerate() {
         let id = d.get("_id").cloned().unwrap_or(Bson::Null);
         if let Err(reason) = triage(kind, &d) {
             quarantine.push(Quarantined { kind, id, reason });
@@ -111,7 +113,7 @@ fn accept(
             millis: date_millis(d.get(kind.date_field())).unwrap_or(0),
             key: doc_id_key(&d),
             id,
-            bytes: bytes(&d),
+            bytes: sizes.as_ref().map_or_else(|| bytes(&d), |s| s[i]),
             doc: d,
         });
     }
@@ -318,12 +320,19 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
         followups: followup_docs,
         training_plans,
         nutrition_plans,
+        sizes: [sub_sizes, fup_sizes, tp_sizes, np_sizes],
     } = user;
     let uid = user_id.as_str();
     let did = drawer_id(uid);
     let mut quarantine = Vec::new();
     let map = FieldMap::builtin().ok();
-    let mut subs = accept(LegacyKind::Submission, submissions, uid, &mut quarantine);
+    let mut subs = accept(
+        LegacyKind::Submission,
+        submissions,
+        sub_sizes,
+        uid,
+        &mut quarantine,
+    );
     if map.is_none() {
         for s in subs.drain(..) {
             quarantine.push(Quarantined {
@@ -333,16 +342,24 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
             });
         }
     }
-    let mut fups = accept(LegacyKind::Followup, followup_docs, uid, &mut quarantine);
+    let mut fups = accept(
+        LegacyKind::Followup,
+        followup_docs,
+        fup_sizes,
+        uid,
+        &mut quarantine,
+    );
     let mut tplans = accept(
         LegacyKind::TrainingPlan,
         training_plans,
+        tp_sizes,
         uid,
         &mut quarantine,
     );
     let mut nplans = accept(
         LegacyKind::NutritionPlan,
         nutrition_plans,
+        np_sizes,
         uid,
         &mut quarantine,
     );

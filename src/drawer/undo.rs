@@ -144,6 +144,7 @@ mod tests {
             followups: vec![fup],
             training_plans: vec![plan],
             nutrition_plans: Vec::new(),
+            sizes: Default::default(),
         }
     }
 

@@ -43,6 +43,9 @@ impl Source {
     }
 }
 
+/// A document that failed `drawer::triage`: its kind, itself, and why.
+pub type Rejected = (LegacyKind, Document, String);
+
 /// One user's legacy documents (or the documents that name no user): as
 /// the merge fetched them (`Group<Fetched>`), or decoded.
 #[derive(Debug, Clone)]
@@ -80,6 +83,35 @@ impl<D> Group<D> {
 }
 
 impl Group<Fetched> {
+    /// Decodes the documents and moves them into a `LegacyUser` named
+    /// `user_id`, source by source, each with its size as fetched where the
+    /// store handed bytes (`LegacyUser::sizes`); those that fail
+    /// `drawer::triage` come back aside, each with its kind and the reason.
+    /// The first document that cannot be decoded fails it.
+    pub fn into_user(self, user_id: String) -> StoreResult<(LegacyUser, Vec<Rejected>)> {
+        let mut user = LegacyUser {
+            user_id,
+            ..LegacyUser::default()
+        };
+        let mut rejected = Vec::new();
+        for (source, docs) in Source::ALL.into_iter().zip(self.docs) {
+            let kind = source.kind();
+            for fetched in docs {
+                let size = match &fetched {
+                    Fetched::Bytes(raw) => Some(raw.as_bytes().len()),
+                    Fetched::Decoded(_) => None,
+                };
+                let doc = fetched.decode()?;
+                match (drawer::triage(kind, &doc), size) {
+                    (Ok(()), Some(size)) => user.push_sized(kind, doc, size),
+                    (Ok(()), None) => user.push(kind, doc),
+                    (Err(reason), _) => rejected.push((kind, doc, reason)),
+                }
+            }
+        }
+        Ok((user, rejected))
+    }
+
     /// The group with every document decoded; the first that cannot be
     /// decoded fails it.
     pub fn decode(self) -> StoreResult<Group> {
@@ -92,29 +124,6 @@ impl Group<Fetched> {
             user_id: self.user_id,
             docs: [a?, b?, c?, d?],
         })
-    }
-}
-
-impl Group {
-    /// Moves the documents into a `LegacyUser` named `user_id`, source by
-    /// source; those that fail `drawer::triage` come back aside, each with
-    /// its kind and the reason.
-    pub fn into_user(self, user_id: String) -> (LegacyUser, Vec<(LegacyKind, Document, String)>) {
-        let mut user = LegacyUser {
-            user_id,
-            ..LegacyUser::default()
-        };
-        let mut rejected = Vec::new();
-        for (source, docs) in Source::ALL.into_iter().zip(self.docs) {
-            let kind = source.kind();
-            for doc in docs {
-                match drawer::triage(kind, &doc) {
-                    Ok(()) => user.push(kind, doc),
-                    Err(reason) => rejected.push((kind, doc, reason)),
-                }
-            }
-        }
-        (user, rejected)
     }
 }
 
@@ -283,6 +292,29 @@ mod tests {
             6,
             "no document lost"
         );
+    }
+
+    #[test]
+    fn documents_fetched_as_bytes_keep_their_stored_size() {
+        let sub = doc! {"_id": "s1", "user_id": "u1", "submitted_at": bson::DateTime::from_millis(1), "responses": {"peso": "80"}};
+        let no_date = doc! {"_id": "s2", "user_id": "u1", "responses": {}};
+        let (store, names) = store_with([vec![sub.clone(), no_date], vec![], vec![], vec![]]);
+        let group = PerUser::open(&store, names.each_ref(), 10, None)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let (user, rejected) = group.into_user("u1".into()).unwrap();
+        assert_eq!(user.submissions, vec![sub.clone()]);
+        assert_eq!(rejected.len(), 1, "s2 has no date");
+        let stored = bson::to_vec(&sub).unwrap().len();
+        assert_eq!(user.sizes[LegacyKind::Submission as usize], vec![stored]);
+        let decoded = Group {
+            user_id: Bson::from("u1"),
+            docs: [vec![Fetched::Decoded(sub)], vec![], vec![], vec![]],
+        };
+        let (user, _) = decoded.into_user("u1".into()).unwrap();
+        assert!(user.sizes.iter().all(Vec::is_empty), "not known: measured");
     }
 
     #[test]

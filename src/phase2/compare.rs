@@ -700,6 +700,7 @@ mod tests {
             nutrition_plans: vec![
                 doc! {"_id": "n1", "user_id": "u1", "job_id": "j1", "generated_at": at(2_000), "metabolism": {"tdee": 2400}},
             ],
+            sizes: Default::default(),
         }
     }
 

@@ -919,7 +919,7 @@ fn prepare(
     let documents = group.len() as u64;
     let named = is_user(&group);
     let user_id = bson_string(&group.user_id);
-    let (user, rejected) = group.decode()?.into_user(user_id);
+    let (user, rejected) = group.into_user(user_id)?;
     let user = named.then(|| {
         let sources = Sources::of(&user);
         let found = existing.get(&drawer::drawer_id(&user.user_id));

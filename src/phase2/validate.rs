@@ -478,7 +478,7 @@ fn check_item(config: &Config, build: &BuildOptions, item: Item) -> CommandResul
             }
         }
         Item::User(group, stored, archived) => {
-            check_user(config, build, group.decode()?, stored, &archived)?
+            check_user(config, build, *group, stored, &archived)?
         }
     })
 }
@@ -487,7 +487,7 @@ fn check_item(config: &Config, build: &BuildOptions, item: Item) -> CommandResul
 fn check_user(
     config: &Config,
     build: &BuildOptions,
-    group: Group,
+    group: Group<Fetched>,
     stored: Option<RawDocumentBuf>,
     archived: &[Document],
 ) -> CommandResult<Checked> {
@@ -497,7 +497,7 @@ fn check_user(
         has_user,
         bad,
         rejected,
-    } = split(config, group);
+    } = split(config, group)?;
     let mut checked = Checked {
         legacy_documents,
         wanted: bad,
@@ -765,9 +765,9 @@ struct Triaged {
     rejected: Vec<(LegacyKind, Document, String)>,
 }
 
-fn split(config: &Config, group: Group) -> Triaged {
+fn split(config: &Config, group: Group<Fetched>) -> CommandResult<Triaged> {
     let user_id = group.user_id.as_str().unwrap_or_default().to_string();
-    let (user, rejected) = group.into_user(user_id);
+    let (user, rejected) = group.into_user(user_id)?;
     let bad = rejected
         .iter()
         .map(|(kind, doc, _)| {
@@ -776,12 +776,12 @@ fn split(config: &Config, group: Group) -> Triaged {
         })
         .collect();
     let has_user = !user.user_id.is_empty() && user.documents().next().is_some();
-    Triaged {
+    Ok(Triaged {
         user,
         has_user,
         bad,
         rejected,
-    }
+    })
 }
 
 /// A stored drawer decoded; a drawer that cannot be is the store's error.
