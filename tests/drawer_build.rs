@@ -638,16 +638,22 @@ fn an_unparsable_birth_date_is_null_with_a_warning_naming_field_and_document() {
     assert_eq!(answer, vec![&Bson::from("el 3 de mayo")]);
 }
 
-/// The sizes the reader fetched (`LegacyUser::sizes`) name the largest
-/// document of an oversized drawer; a list without one size per document is
-/// not used, and those documents are measured.
-#[test]
-fn the_largest_document_is_named_from_the_sizes_fetched() {
+/// A legal 9 MiB submission: its drawer would be 18 MiB.
+fn user_with_a_9_mib_submission() -> LegacyUser {
     let mut u = user();
     u.submissions[0]
         .get_document_mut("responses")
         .unwrap()
         .insert("comentarios_adicionales", "x".repeat(9 * 1024 * 1024));
+    u
+}
+
+/// The sizes the reader fetched (`LegacyUser::sizes`) name the largest
+/// document of an oversized drawer; a list without one size per document is
+/// not used, and those documents are measured.
+#[test]
+fn the_largest_document_is_named_from_the_sizes_fetched() {
+    let mut u = user_with_a_9_mib_submission();
     let stored = |docs: &[Document]| -> Vec<usize> {
         docs.iter()
             .map(|d| bson::to_vec(d).unwrap().len())
@@ -682,11 +688,7 @@ fn the_largest_document_is_named_from_the_sizes_fetched() {
 /// document of theirs goes to quarantine with a reason that says what to do.
 #[test]
 fn a_drawer_mongodb_would_refuse_is_never_built() {
-    let mut u = user();
-    u.submissions[0]
-        .get_document_mut("responses")
-        .unwrap()
-        .insert("comentarios_adicionales", "x".repeat(9 * 1024 * 1024));
+    let u = user_with_a_9_mib_submission();
     let b = build(&u, None, &common::opts());
     assert!(!b.changed && !b.created && b.drawer.is_empty());
     assert!(b.archived.is_empty() && b.plan_stamps.is_empty());
