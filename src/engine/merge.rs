@@ -46,8 +46,9 @@ impl Source {
 /// A document that failed `drawer::triage`: its kind, itself, and why.
 pub type Rejected = (LegacyKind, Document, String);
 
-/// One user's legacy documents (or the documents that name no user): as
-/// the merge fetched them (`Group<Fetched>`), or decoded.
+/// One user's legacy documents (or the documents that name no user), as
+/// the merge fetched them (`Group<Fetched>`); `into_user` decodes them.
+/// What only counts the documents takes a group of any kind.
 #[derive(Debug, Clone)]
 pub struct Group<D = Document> {
     /// The shared `user_id` value; `Null` for documents without one.
@@ -110,20 +111,6 @@ impl Group<Fetched> {
             }
         }
         Ok((user, rejected))
-    }
-
-    /// The group with every document decoded; the first that cannot be
-    /// decoded fails it.
-    pub fn decode(self) -> StoreResult<Group> {
-        let [a, b, c, d] = self.docs.map(|docs| {
-            docs.into_iter()
-                .map(Fetched::decode)
-                .collect::<StoreResult<Vec<_>>>()
-        });
-        Ok(Group {
-            user_id: self.user_id,
-            docs: [a?, b?, c?, d?],
-        })
     }
 }
 
@@ -252,11 +239,11 @@ mod tests {
         (store, names)
     }
 
-    fn ids(group: &Group, source: Source) -> Vec<&str> {
+    fn ids(group: &Group<Fetched>, source: Source) -> Vec<String> {
         group
             .of(source)
             .iter()
-            .map(|d| d.get_str("_id").unwrap())
+            .map(|d| d.field("_id").unwrap().as_str().unwrap().to_owned())
             .collect()
     }
 
@@ -274,9 +261,8 @@ mod tests {
             ],
             vec![],
         ]);
-        let groups: Vec<Group> = PerUser::open(&store, names.each_ref(), 1, None)
+        let groups: Vec<Group<Fetched>> = PerUser::open(&store, names.each_ref(), 1, None)
             .unwrap()
-            .map(|g| g.and_then(Group::decode))
             .collect::<Result<_, _>>()
             .unwrap();
         let users: Vec<Bson> = groups.iter().map(|g| g.user_id.clone()).collect();
@@ -332,9 +318,8 @@ mod tests {
             vec![],
         ]);
         let after = Bson::from("u1");
-        let groups: Vec<Group> = PerUser::open(&store, names.each_ref(), 1, Some(&after))
+        let groups: Vec<Group<Fetched>> = PerUser::open(&store, names.each_ref(), 1, Some(&after))
             .unwrap()
-            .map(|g| g.and_then(Group::decode))
             .collect::<Result<_, _>>()
             .unwrap();
         let users: Vec<Bson> = groups.iter().map(|g| g.user_id.clone()).collect();

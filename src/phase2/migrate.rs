@@ -12,7 +12,7 @@ use super::diff::diff_paths;
 use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, Built, LegacyKind, LegacyUser};
 use crate::engine::cores::map_on_cores;
-use crate::engine::merge::{home_partition, Group, PerUser};
+use crate::engine::merge::{home_partition, Group, PerUser, Rejected};
 use crate::engine::plan::plan_write;
 use crate::error::{CommandError, CommandResult};
 use crate::run::record::{Checkpoint, Tally};
@@ -253,17 +253,13 @@ fn ready(
     wanted: &SampleWants,
     groups: Vec<Group<Fetched>>,
 ) -> CommandResult<Ready> {
-    let last_user = groups
-        .iter()
-        .rev()
-        .find(|g| is_user(g))
-        .map(|g| bson_string(&g.user_id));
     let users: Vec<String> = groups
         .iter()
         .filter(|g| is_user(g))
         .map(|g| bson_string(&g.user_id))
         .collect();
     let existing = stored_drawers(store, config, users.iter().map(String::as_str))?;
+    let last_user = users.last().cloned();
     // A drawer is freed on the thread that built it (freeing it on another
     // cost more than building it): a dry run frees those no sample wants; a
     // store that writes BSON gets new drawers encoded.
@@ -486,9 +482,9 @@ struct Writes {
     quarantine: Vec<Document>,
 }
 
-/// Which drawers a dry run's sample diffs may still take, told by the
-/// writing thread (which keeps the samples) to the batch being readied
-/// ahead of it. It only narrows (any drawer, then updates only, then
+/// Which drawers a dry run's sample diffs may still take: the rule
+/// `keep_sample` follows, and what the writing thread (which keeps the
+/// samples) tells the batch being readied ahead of it. It only narrows (any drawer, then updates only, then
 /// none: samples are never removed, and an update is never replaced), so
 /// the batch ahead, reading it a batch late, keeps at least every drawer
 /// the samples may take.
@@ -509,7 +505,9 @@ impl SampleWants {
         }
     }
 
-    /// Follows `keep_sample`'s rule for the samples kept so far.
+    /// The rule for the samples kept so far (at most `limit`): room left
+    /// takes any drawer; a full set takes an update in place of a creation
+    /// while it holds only creations; nothing else.
     fn narrow(&self, samples: &[Sample], limit: usize) {
         let wants = if limit == 0 {
             Self::NONE
@@ -662,7 +660,6 @@ impl Batcher<'_> {
             return;
         }
         self.keep_sample(user_id, found, built.created, planned.drawer());
-        self.wanted.narrow(&self.result.samples, self.pass.samples);
         let Planned {
             built,
             patch: Some(patch),
@@ -684,7 +681,8 @@ impl Batcher<'_> {
     }
 
     /// Keeps a few sample diffs, preferring updates of existing drawers (the
-    /// interesting case) over creations.
+    /// interesting case) over creations: which drawer it takes is
+    /// `SampleWants`' rule, told the new samples after each one taken.
     fn keep_sample(
         &mut self,
         user_id: &str,
@@ -692,13 +690,11 @@ impl Batcher<'_> {
         created: bool,
         drawer: &Document,
     ) {
-        let samples = &mut self.result.samples;
-        let full = samples.len() >= self.pass.samples;
-        let replace_a_creation = !created && samples.iter().all(|s| s.created);
-        if self.pass.samples == 0 || (full && !replace_a_creation) {
+        if !self.wanted.takes(created) {
             return;
         }
-        if full {
+        let samples = &mut self.result.samples;
+        if samples.len() >= self.pass.samples {
             samples.pop();
         }
         let sample = Sample {
@@ -711,6 +707,7 @@ impl Batcher<'_> {
         } else {
             samples.insert(0, sample);
         }
+        self.wanted.narrow(samples, self.pass.samples);
     }
 
     /// Writes archived snapshots then drawers; a drawer whose patch tripped
@@ -905,7 +902,7 @@ struct Prepared {
     /// Legacy documents read.
     documents: u64,
     /// Documents that failed triage, each with its kind and why.
-    rejected: Vec<(LegacyKind, Document, String)>,
+    rejected: Vec<Rejected>,
     /// A named user's document ids and their planned drawer.
     user: Option<(Sources, Planned)>,
 }

@@ -18,7 +18,7 @@ use super::warnings::WarningLog;
 use crate::config::{own, Config};
 use crate::drawer::{self, BuildOptions, LegacyKind, LegacyUser};
 use crate::engine::cores::map_on_cores;
-use crate::engine::merge::{home_partition, Group, PerUser};
+use crate::engine::merge::{home_partition, Group, PerUser, Rejected};
 use crate::error::{CommandError, CommandResult};
 use crate::report::{table, Output};
 use crate::run::record::all_runs;
@@ -27,7 +27,7 @@ use crate::store::keys::{raw_sort_key, raw_value_at_path};
 /// MongoDB's largest document, which validation holds every stored one to.
 pub use crate::store::patch::MAX_DOCUMENT_BYTES;
 use crate::store::{
-    value_at_path, value_at_path_mut, Fetched, RawDocStream, Scan, Store, StoreError,
+    decode_raw, value_at_path, value_at_path_mut, Fetched, RawDocStream, Scan, Store,
 };
 use bson::raw::{RawBsonRef, RawDocument, RawDocumentBuf};
 use bson::{Bson, Document};
@@ -762,7 +762,7 @@ struct Triaged {
     /// The quarantine keys of the rest: kind, quarantine id, rendered id.
     bad: Vec<(LegacyKind, String, String)>,
     /// The documents that fail triage themselves.
-    rejected: Vec<(LegacyKind, Document, String)>,
+    rejected: Vec<Rejected>,
 }
 
 fn split(config: &Config, group: Group<Fetched>) -> CommandResult<Triaged> {
@@ -786,7 +786,7 @@ fn split(config: &Config, group: Group<Fetched>) -> CommandResult<Triaged> {
 
 /// A stored drawer decoded; a drawer that cannot be is the store's error.
 fn decode(raw: &RawDocument) -> CommandResult<Document> {
-    crate::encoded::from_raw(raw).map_err(|e| StoreError::Encoding(e.to_string()).into())
+    Ok(decode_raw(raw)?)
 }
 
 /// The archived snapshots a stored drawer names.

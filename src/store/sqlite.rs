@@ -582,13 +582,14 @@ impl Store for SqliteStore {
         let table = self.table_for_write(ns)?;
         let mut outcomes = Vec::with_capacity(patches.len());
         for p in patches {
-            let encoded_here = match p.ops.as_slice() {
-                [Op::Insert(_)] => encoded.next(),
-                _ => None,
-            };
+            let encoded_here;
             let bytes = match p.ops.as_slice() {
+                [Op::Insert(_)] => {
+                    encoded_here = encoded.next();
+                    encoded_here.as_deref()
+                }
                 [Op::InsertBytes(raw)] => Some(raw.as_bytes()),
-                _ => encoded_here.as_deref(),
+                _ => None,
             };
             outcomes.push(self.patch_one(ns, &table, p, bytes)?);
         }
