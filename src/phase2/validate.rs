@@ -12,7 +12,7 @@
 
 use super::compare::{
     compare_user, differing_paths, render_id, render_path, source_of, unexplained_entries, Family,
-    Finding, LegacyIds, Source as Origin, Step,
+    Finding, LegacyIds, Original, Source as Origin, Step,
 };
 use super::warnings::WarningLog;
 use crate::config::{own, Config};
@@ -492,6 +492,10 @@ fn check_user(
     archived: &[Document],
 ) -> CommandResult<Checked> {
     let legacy_documents = group.len() as u64;
+    // The rebuild over a stored drawer that is not the fresh build needs
+    // the documents again, after the fresh build has taken them: decoded
+    // again from a copy of what was fetched (bytes, from the embedded store).
+    let mut again = stored.as_ref().map(|_| group.clone());
     let Triaged {
         user,
         has_user,
@@ -506,10 +510,11 @@ fn check_user(
         user_id: String::new(),
         findings: Vec::new(),
     };
-    // The rebuild over the stored drawer takes the documents; what is looked
-    // up after it needs only their ids.
+    // The build takes the documents; what is looked up after it needs only
+    // their ids, and the comparison what `Original` keeps.
     let refs: Vec<(LegacyKind, &Document)> = user.documents().collect();
     let ids = LegacyIds::of(&refs);
+    let originals: Vec<Original> = refs.iter().map(|(k, d)| Original::of(*k, d)).collect();
     let all: Vec<(LegacyKind, &Document)> = refs
         .iter()
         .copied()
@@ -526,7 +531,8 @@ fn check_user(
         }
         return Ok(checked);
     }
-    let mut built = drawer::build(&user, None, build);
+    let user_id = user.user_id.clone();
+    let mut built = drawer::build_owned(user, None, build);
     let skip: Vec<Bson> = built.quarantine.iter().map(|q| q.id.clone()).collect();
     for q in &built.quarantine {
         checked.wanted.push((
@@ -541,37 +547,46 @@ fn check_user(
         Some(raw) if as_stored(&mut built.drawer, &raw) => {
             // The stored drawer is `built.drawer` now; the comparison reads
             // no bookkeeping of the drawer built afresh.
-            let findings = compare_user(&refs, &built.drawer, Some(&built.drawer), archived, &skip);
+            let findings = compare_user(
+                &originals,
+                &built.drawer,
+                Some(&built.drawer),
+                archived,
+                &skip,
+            );
             #[cfg(debug_assertions)]
             {
                 let decoded = decode(&raw)?;
                 assert_eq!(decoded, built.drawer);
                 assert_eq!(
                     findings,
-                    compare_user(&refs, &fresh, Some(&decoded), archived, &skip)
+                    compare_user(&originals, &fresh, Some(&decoded), archived, &skip)
                 );
             }
             (findings, Some(built.drawer), true)
         }
         Some(raw) => {
             let d = decode(&raw)?;
-            let findings = compare_user(&refs, &built.drawer, Some(&d), archived, &skip);
+            let findings = compare_user(&originals, &built.drawer, Some(&d), archived, &skip);
             (findings, Some(d), false)
         }
         None => (
-            compare_user(&refs, &built.drawer, None, archived, &skip),
+            compare_user(&originals, &built.drawer, None, archived, &skip),
             None,
             false,
         ),
     };
-    checked.user_id = user.user_id.clone();
     if let Some(d) = stored {
         let mut errors = Vec::new();
+        let mut user = || -> CommandResult<LegacyUser> {
+            let group = again.take().unwrap_or_default();
+            Ok(group.into_user(user_id.clone())?.0)
+        };
         let differences = if as_built {
-            debug_assert!(derived_differences(user, &ids, &d, build).is_empty());
+            debug_assert!(derived_differences(user()?, &ids, &d, build).is_empty());
             Vec::new()
         } else {
-            derived_differences(user, &ids, &d, build)
+            derived_differences(user()?, &ids, &d, build)
         };
         for (path, origin) in differences {
             let finding = match &origin {
@@ -592,6 +607,7 @@ fn check_user(
         let errors = drawer_errors(&d, stored_bytes, archived, errors);
         checked.drawer = Some(Seen::of(&d, errors));
     }
+    checked.user_id = user_id;
     checked.findings = findings;
     Ok(checked)
 }
