@@ -5,14 +5,18 @@
 //! `EDN_BENCH_DATA=DIR` builds from generated data instead (a folder written
 //! by `examples/gen_legacy.rs`, e.g. `target/bench/gen-default-10000` after
 //! `scripts/bench_migrate.sh`), its first 2,000 users.
+//!
+//! Each legacy document comes with its encoded size, as migrate's reader
+//! hands them to the builder (it knows them from the bytes it fetched);
+//! without it the builder measures each document itself.
 
 use std::collections::BTreeMap;
 
 use bson::Document;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use edn_migrate::drawer::{build, build_owned, BuildOptions, LegacyUser};
-use edn_migrate::extjson;
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
+use edn_migrate::drawer::{build, build_owned, BuildOptions, LegacyKind, LegacyUser};
 use edn_migrate::mapping::FieldMap;
+use edn_migrate::{encoded, extjson};
 
 /// The binary's allocator: the builder allocates for every field it copies,
 /// so timing it on the system allocator measured something that never ships.
@@ -36,11 +40,14 @@ fn read(rel: &str) -> Vec<Document> {
 
 fn users() -> Vec<LegacyUser> {
     let mut out: BTreeMap<String, LegacyUser> = BTreeMap::new();
-    for (coll, i) in [
-        ("nutrition_questionnaire_submissions", 0),
-        ("follow_up_submissions", 1),
-        ("training_plans", 2),
-        ("nutrition_plans", 3),
+    for (coll, kind) in [
+        (
+            "nutrition_questionnaire_submissions",
+            LegacyKind::Submission,
+        ),
+        ("follow_up_submissions", LegacyKind::Followup),
+        ("training_plans", LegacyKind::TrainingPlan),
+        ("nutrition_plans", LegacyKind::NutritionPlan),
     ] {
         for d in read(coll) {
             let Ok(uid) = d.get_str("user_id") else {
@@ -50,13 +57,9 @@ fn users() -> Vec<LegacyUser> {
                 user_id: uid.to_owned(),
                 ..Default::default()
             });
-            [
-                &mut u.submissions,
-                &mut u.followups,
-                &mut u.training_plans,
-                &mut u.nutrition_plans,
-            ][i]
-                .push(d);
+            // Sized as the reader sizes them, from the bytes it fetched.
+            let size = encoded::doc_len(&d).expect("a document that encodes");
+            u.push_sized(kind, d, size);
         }
     }
     out.into_values().take(GENERATED_USERS).collect()
@@ -116,4 +119,18 @@ fn benches(c: &mut Criterion) {
 }
 
 criterion_group!(mapping, benches);
-criterion_main!(mapping);
+
+/// `EDN_BENCH_ONCE=1`: build every user once and stop, for counting the
+/// builder's instructions (`valgrind --tool=callgrind
+/// --toggle-collect='*build_owned*'`), which a noisy host cannot blur.
+fn main() {
+    if std::env::var_os("EDN_BENCH_ONCE").is_some() {
+        let opts = BuildOptions::new(bson::DateTime::from_millis(1_767_225_600_000), "bench");
+        for u in users() {
+            std::hint::black_box(build_owned(u, None, &opts));
+        }
+        return;
+    }
+    mapping();
+    Criterion::default().configure_from_args().final_summary();
+}
