@@ -2,6 +2,8 @@
 //! may have made → the drawer to store. Rules: DESIGN.md "Mapping rules",
 //! decisions: docs/drawer.md.
 
+use std::borrow::Cow;
+
 use bson::{doc, Bson, Document};
 
 use super::meta::{
@@ -254,7 +256,7 @@ impl Ctx {
             .collect();
         let keys: Vec<Option<String>> = generated
             .iter()
-            .map(|g| g.as_ref().and_then(|g| spec.key_of(g)))
+            .map(|g| g.as_ref().and_then(|g| spec.key_of(g)).map(Cow::into_owned))
             .collect();
         let take = |generated: &mut Vec<Option<Bson>>, k: &str| -> Option<Bson> {
             let pos = keys.iter().position(|x| x.as_deref() == Some(k))?;
@@ -283,10 +285,7 @@ impl Ctx {
         }
         for g in generated.into_iter().flatten() {
             if let Some(k) = spec.key_of(&g) {
-                if out
-                    .iter()
-                    .any(|e| spec.key_of(e).as_deref() == Some(k.as_str()))
-                {
+                if out.iter().any(|e| spec.key_of(e).as_deref() == Some(&*k)) {
                     continue;
                 }
                 let key_value = match spec.key {
@@ -559,7 +558,7 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
         }
         m.run_id = Some(Bson::from(opts.run_id.as_str()));
         m.migrated_at = Some(Bson::DateTime(opts.now));
-        path::set(&mut d, "meta.migration", Bson::Document(m.to_document()));
+        path::set(&mut d, "meta.migration", Bson::Document(m.into_document()));
         path::set(&mut d, "meta.updated_at", Bson::DateTime(opts.now));
     }
     let size = if changed {
@@ -932,7 +931,10 @@ fn plans(
                 .collect(),
         ),
     };
-    let base_ids: Vec<String> = base.iter().filter_map(|s| SNAPSHOTS.key_of(s)).collect();
+    let base_ids: Vec<String> = base
+        .iter()
+        .filter_map(|s| SNAPSHOTS.key_of(s).map(Cow::into_owned))
+        .collect();
     let mut previous = base
         .last()
         .and_then(|s| s.as_document())

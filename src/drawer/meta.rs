@@ -1,12 +1,13 @@
 //! `meta.migration`: what migration runs added to a drawer, so `undo` can take
 //! exactly that out again. See docs/drawer.md.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use bson::{doc, Bson, Document};
 
 use super::LegacyKind;
-use crate::mapping::{id_key, Warning};
+use crate::mapping::{id_key_ref, Warning};
 
 /// One array the builder merges into, and the field that keys its entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,10 +57,10 @@ pub(crate) const ARRAYS: [ArraySpec; 7] = [
 
 impl ArraySpec {
     /// The key of one entry as an id key, `None` when the entry has none.
-    pub fn key_of(&self, entry: &Bson) -> Option<String> {
+    pub fn key_of<'a>(&self, entry: &'a Bson) -> Option<Cow<'a, str>> {
         match self.key {
-            None => Some(id_key(entry)),
-            Some(k) => entry.as_document()?.get(k).map(id_key),
+            None => Some(id_key_ref(entry)),
+            Some(k) => entry.as_document()?.get(k).map(id_key_ref),
         }
     }
 }
@@ -200,12 +201,11 @@ impl MigrationMeta {
     }
 
     pub fn owns(&self, array: usize, key: &str) -> bool {
-        self.added[array].iter().any(|k| id_key(k) == key)
+        self.added[array].iter().any(|k| id_key_ref(k) == key)
     }
 
     pub fn add(&mut self, array: usize, key: Bson) {
-        let k = id_key(&key);
-        if !self.owns(array, &k) {
+        if !self.owns(array, &id_key_ref(&key)) {
             self.added[array].push(key);
         }
     }
@@ -274,7 +274,7 @@ impl MigrationMeta {
             (key("set"), array_of(set)),
             (
                 key("archived_snapshot_ids"),
-                array_of(distinct(&self.archived).iter().map(|s| text(s))),
+                array_of(distinct(self.archived.clone()).iter().map(|s| text(s))),
             ),
             (key("stamped"), array_of(stamped)),
             (key("warnings"), array_of(warnings)),
@@ -282,7 +282,7 @@ impl MigrationMeta {
         if !self.created.is_empty() {
             fields.push((
                 key("created"),
-                array_of(distinct(&self.created).iter().map(|s| text(s))),
+                array_of(distinct(self.created.clone()).iter().map(|s| text(s))),
             ));
         }
         Some(framed(fields))
@@ -290,23 +290,25 @@ impl MigrationMeta {
 
     /// `stamped` sorted by collection and id, one per plan.
     fn stamped_in_order(&self) -> Vec<(LegacyKind, Bson)> {
-        let mut stamped = self.stamped.clone();
-        stamped.sort_by_key(|(k, id)| (k.collection(), id_key(id)));
-        stamped.dedup_by(|a, b| a.0 == b.0 && id_key(&a.1) == id_key(&b.1));
-        stamped
+        in_order(self.stamped.clone())
     }
 
     pub fn to_document(&self) -> Document {
+        self.clone().into_document()
+    }
+
+    /// [`MigrationMeta::to_document`] for the last use of the record: what
+    /// it holds moves into the document instead of being copied.
+    pub fn into_document(self) -> Document {
         let mut added = Vec::new();
-        for (spec, keys) in ARRAYS.iter().zip(&self.added) {
+        for (spec, mut keys) in ARRAYS.iter().zip(self.added) {
             if keys.is_empty() {
                 continue;
             }
-            let mut keys = keys.clone();
-            keys.sort_by_key(id_key);
+            keys.sort_by(|a, b| id_key_ref(a).cmp(&id_key_ref(b)));
             added.push(Bson::Document(doc! { "path": spec.path, "keys": keys }));
         }
-        let mut set = self.set.clone();
+        let mut set = self.set;
         set.sort_by(|a, b| a.path.cmp(&b.path));
         let set: Vec<Bson> = set
             .into_iter()
@@ -314,9 +316,7 @@ impl MigrationMeta {
                 Bson::Document(doc! { "path": r.path, "existed": r.existed, "before": r.before })
             })
             .collect();
-        let archived = distinct(&self.archived);
-        let stamped: Vec<Bson> = self
-            .stamped_in_order()
+        let stamped: Vec<Bson> = in_order(self.stamped)
             .into_iter()
             .map(|(k, id)| Bson::Document(doc! { "collection": k.collection(), "plan_id": id }))
             .collect();
@@ -326,28 +326,36 @@ impl MigrationMeta {
             .map(|w| Bson::Document(w.to_document()))
             .collect();
         let mut out = doc! {
-            "run_id": self.run_id.clone().unwrap_or(Bson::Null),
-            "migrated_at": self.migrated_at.clone().unwrap_or(Bson::Null),
+            "run_id": self.run_id.unwrap_or(Bson::Null),
+            "migrated_at": self.migrated_at.unwrap_or(Bson::Null),
             "created_drawer": self.created_drawer,
             "added": added,
             "set": set,
-            "archived_snapshot_ids": archived,
+            "archived_snapshot_ids": distinct(self.archived),
             "stamped": stamped,
             "warnings": warnings,
         };
         if !self.created.is_empty() {
-            out.insert("created", distinct(&self.created));
+            out.insert("created", distinct(self.created));
         }
         out
     }
 }
 
+/// Stamped plans sorted by collection and id, one per plan.
+fn in_order(mut stamped: Vec<(LegacyKind, Bson)>) -> Vec<(LegacyKind, Bson)> {
+    stamped.sort_by(|(ka, a), (kb, b)| {
+        (ka.collection(), id_key_ref(a)).cmp(&(kb.collection(), id_key_ref(b)))
+    });
+    stamped.dedup_by(|a, b| a.0 == b.0 && id_key_ref(&a.1) == id_key_ref(&b.1));
+    stamped
+}
+
 /// The strings sorted, each once.
-fn distinct(strings: &[String]) -> Vec<String> {
-    let mut out = strings.to_vec();
-    out.sort();
-    out.dedup();
-    out
+fn distinct(mut strings: Vec<String>) -> Vec<String> {
+    strings.sort();
+    strings.dedup();
+    strings
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ pub mod typed;
 use bson::{doc, Bson, Document};
 
 pub use field_map::{FieldMap, FieldMapError, UNMAPPED_BLOCK, UNMAPPED_KEY};
-pub use typed::{date_millis, doc_id_key, id_key, parse_date, parse_int, parse_number, Parsed};
+pub use typed::{
+    date_millis, doc_id_key, id_key, id_key_ref, parse_date, parse_int, parse_number, Parsed,
+};
 
 /// The ten blocks of the TO BE questionnaire, in their canonical order.
 pub const BLOCKS: [&str; 10] = [

@@ -4,6 +4,8 @@
 //! copies the TO BE model needs (`profile.edad`, measurement `data`). A value
 //! that cannot be parsed becomes `None` and the caller records a warning.
 
+use std::borrow::Cow;
+
 use bson::{Bson, Document};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
@@ -133,6 +135,15 @@ pub fn id_key(id: &Bson) -> String {
         Bson::Int32(n) => n.to_string(),
         Bson::Int64(n) => n.to_string(),
         other => other.clone().into_canonical_extjson().to_string(),
+    }
+}
+
+/// [`id_key`] borrowed where the id is a string, as most are: for matching
+/// and sorting by key without copying each key.
+pub fn id_key_ref(id: &Bson) -> Cow<'_, str> {
+    match id {
+        Bson::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(id_key(other)),
     }
 }
 
