@@ -82,14 +82,26 @@ pub(crate) fn element_len(key_len: usize, value: &Bson) -> Option<usize> {
     Some(1 + key_len + 1 + value_len(value)?)
 }
 
-/// Whether a key can be written as a C string. A plain loop: keys are a few
-/// bytes long, shorter than `memchr`'s set-up (what `contains` calls).
+/// Whether a key can be written as a C string. Keys are a few bytes long,
+/// shorter than `memchr`'s set-up (what `contains` calls).
 fn cstring(text: &str) -> Option<()> {
     no_nul(text.as_bytes()).then_some(())
 }
 
+/// Eight bytes at a time (a word has a zero byte when subtracting one from
+/// each byte borrows into a byte whose top bit was clear), the rest one by
+/// one: measuring a drawer checks every key it holds.
 fn no_nul(bytes: &[u8]) -> bool {
-    bytes.iter().all(|&b| b != 0)
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const TOPS: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    for word in words.by_ref() {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or([1; 8]));
+        if w.wrapping_sub(ONES) & !w & TOPS != 0 {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| b != 0)
 }
 
 fn digits(mut n: usize) -> usize {
@@ -490,6 +502,19 @@ mod tests {
             "left to the crate"
         );
         assert_eq!(to_vec(&every).unwrap(), bson::to_vec(&every).unwrap());
+    }
+
+    #[test]
+    fn a_nul_is_found_wherever_it_is() {
+        for len in 0..20 {
+            let clean: Vec<u8> = (0..len).map(|i| [b'a', 0x80, 0xff, 0x01][i % 4]).collect();
+            assert!(no_nul(&clean), "{clean:?}");
+            for at in 0..len {
+                let mut with = clean.clone();
+                with[at] = 0;
+                assert!(!no_nul(&with), "{with:?}");
+            }
+        }
     }
 
     #[test]
