@@ -183,7 +183,14 @@ fn value_from_raw(value: RawBsonRef<'_>) -> Result<Bson, bson::raw::Error> {
 /// the bytes, or the crate's error, are always the crate's. Encoding through
 /// the crate's serializer cost a migration 7% more instructions.
 pub fn to_vec(doc: &Document) -> bson::ser::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(ENCODE_START_BYTES);
+    to_vec_sized(doc, ENCODE_START_BYTES)
+}
+
+/// [`to_vec`] into a buffer of `expected` bytes, for a caller that knows
+/// the size (a drawer the builder measured, the stored bytes it should
+/// equal): the buffer is not grown and copied on the way there.
+pub fn to_vec_sized(doc: &Document, expected: usize) -> bson::ser::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(expected);
     match write_document(&mut out, doc) {
         Some(()) => Ok(out),
         None => bson::to_vec(doc),

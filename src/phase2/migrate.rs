@@ -431,7 +431,7 @@ impl Planned {
         let [Op::Insert(doc)] = patch.ops.as_slice() else {
             return;
         };
-        let Ok(bytes) = crate::encoded::to_vec(doc) else {
+        let Ok(bytes) = crate::encoded::to_vec_sized(doc, self.built.bytes) else {
             return;
         };
         if let Ok(raw) = bson::RawDocumentBuf::from_bytes(bytes) {

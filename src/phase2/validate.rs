@@ -672,7 +672,8 @@ fn as_stored(built: &mut Document, stored: &RawDocument) -> bool {
         };
         taken.push(std::mem::replace(slot, value));
     }
-    let same = crate::encoded::to_vec(built).is_ok_and(|bytes| bytes == stored.as_bytes());
+    let same = crate::encoded::to_vec_sized(built, stored.as_bytes().len())
+        .is_ok_and(|bytes| bytes == stored.as_bytes());
     if !same {
         put_back(built, taken);
     }
