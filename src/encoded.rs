@@ -318,7 +318,7 @@ fn read_document(bytes: &[u8], at: usize) -> Option<(Document, usize)> {
 /// 2.4% of the decoding thread's time when it decoded alone, and a cache
 /// line the cores pass back and forth now that they decode together. A
 /// clone of an empty document copies its seed instead.
-fn empty_document() -> Document {
+pub(crate) fn empty_document() -> Document {
     static EMPTY: std::sync::OnceLock<Document> = std::sync::OnceLock::new();
     EMPTY.get_or_init(Document::new).clone()
 }

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use bson::{Bson, Document};
 
 use super::BLOCKS;
+use crate::encoded::empty_document;
 
 /// The block and key under which flat keys with no row in the table are kept.
 pub const UNMAPPED_BLOCK: &str = "additional_info";
@@ -54,6 +55,8 @@ pub enum FieldMapError {
 struct Row {
     flat_key: String,
     block: &'static str,
+    /// `block`'s place in `BLOCKS`.
+    block_index: usize,
     path: Vec<String>,
 }
 
@@ -96,12 +99,13 @@ impl FieldMap {
                 });
             }
             let (key, block, path) = (cols[0], cols[1], cols[2]);
-            let Some(block) = BLOCKS.iter().copied().find(|b| *b == block) else {
+            let Some(block_index) = BLOCKS.iter().position(|b| *b == block) else {
                 return Err(FieldMapError::UnknownBlock {
                     line,
                     block: block.into(),
                 });
             };
+            let block = BLOCKS[block_index];
             let segments: Vec<String> = path.split('.').map(str::to_owned).collect();
             if segments.iter().any(|s| s.is_empty()) {
                 return Err(FieldMapError::Syntax {
@@ -139,6 +143,7 @@ impl FieldMap {
             rows.push(Row {
                 flat_key: key.to_owned(),
                 block,
+                block_index,
                 path: segments,
             });
         }
@@ -179,21 +184,20 @@ impl FieldMap {
     /// verbatim; a key without a row goes to `additional_info.unmapped.<key>`
     /// (the key kept literally, dots included).
     pub fn to_blocks(&self, flat: &Document) -> Document {
-        let mut blocks: Vec<Document> = BLOCKS.iter().map(|_| Document::new()).collect();
-        let mut unmapped = Document::new();
+        let mut blocks: Vec<Document> = BLOCKS.iter().map(|_| empty_document()).collect();
+        let mut unmapped = empty_document();
         for (key, value) in flat {
             match self.by_key.get(key.as_str()) {
                 Some(&i) => {
                     let row = &self.rows[i];
-                    let block_index = BLOCKS.iter().position(|b| *b == row.block).unwrap_or(0);
-                    set_nested(&mut blocks[block_index], &row.path, value.clone());
+                    set_nested(&mut blocks[row.block_index], &row.path, value.clone());
                 }
                 None => {
                     unmapped.insert(key.clone(), value.clone());
                 }
             }
         }
-        let mut out = Document::new();
+        let mut out = empty_document();
         for (name, mut block) in BLOCKS.iter().zip(blocks) {
             if *name == UNMAPPED_BLOCK && !unmapped.is_empty() {
                 block.insert(UNMAPPED_KEY, unmapped.clone());
@@ -247,12 +251,14 @@ fn set_nested(doc: &mut Document, path: &[String], value: Bson) {
             doc.insert(last.clone(), value);
         }
         [first, rest @ ..] => {
-            if !matches!(doc.get(first), Some(Bson::Document(_))) {
-                doc.insert(first.clone(), Document::new());
-            }
             if let Some(Bson::Document(child)) = doc.get_mut(first) {
-                set_nested(child, rest, value);
+                return set_nested(child, rest, value);
             }
+            // Inserted where `first` is (a value that is not a document is
+            // replaced in place), or appended: one lookup, not three.
+            let mut child = empty_document();
+            set_nested(&mut child, rest, value);
+            doc.insert(first.clone(), child);
         }
     }
 }
