@@ -23,12 +23,14 @@ pub(crate) fn set(doc: &mut Document, path: &str, value: Bson) {
             doc.insert(path, value);
         }
         Some((first, rest)) => {
-            if !matches!(doc.get(first), Some(Bson::Document(_))) {
-                doc.insert(first, Document::new());
-            }
             if let Some(Bson::Document(child)) = doc.get_mut(first) {
-                set(child, rest, value);
+                return set(child, rest, value);
             }
+            // Inserted where `first` is (replacing what is not a document),
+            // or appended: one lookup per level, not three.
+            let mut child = crate::encoded::empty_document();
+            set(&mut child, rest, value);
+            doc.insert(first, child);
         }
     }
 }
