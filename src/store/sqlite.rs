@@ -343,13 +343,8 @@ impl SqliteStore {
             if self.stored_bytes(table, &key)?.is_some() {
                 return Ok(Outcome::Conflict);
             }
-            return match self.write_encoded(ns, table, Some(&p.id), bytes, false) {
-                Ok(()) => Ok(Outcome::Applied),
-                Err(e @ (StoreError::DuplicateKey { .. } | StoreError::Refused { .. })) => {
-                    Ok(Outcome::Refused(e))
-                }
-                Err(e) => Err(e),
-            };
+            let written = refusal(self.write_encoded(ns, table, Some(&p.id), bytes, false))?;
+            return Ok(written.err().unwrap_or(Outcome::Applied));
         }
         let mut current = match self.stored_bytes(table, &key)? {
             Some(blob) => Some(decode(&blob)?),
@@ -364,21 +359,20 @@ impl SqliteStore {
             match (op, current.as_mut()) {
                 (Op::Insert(_) | Op::InsertBytes(_), Some(_)) => return Ok(Outcome::Conflict),
                 (Op::InsertBytes(raw), None) => {
-                    match self.write_encoded(ns, table, Some(&p.id), raw.as_bytes(), false) {
-                        Ok(()) => current = Some(decode(raw.as_bytes())?),
-                        Err(e @ (StoreError::DuplicateKey { .. } | StoreError::Refused { .. })) => {
-                            return Ok(Outcome::Refused(e))
-                        }
-                        Err(e) => return Err(e),
+                    let bytes = raw.as_bytes();
+                    if let Err(outcome) =
+                        refusal(self.write_encoded(ns, table, Some(&p.id), bytes, false))?
+                    {
+                        return Ok(outcome);
                     }
+                    current = Some(decode(bytes)?);
                 }
-                (Op::Insert(doc), None) => match self.write_one(ns, table, doc, false) {
-                    Ok(()) => current = Some(doc.clone()),
-                    Err(e @ (StoreError::DuplicateKey { .. } | StoreError::Refused { .. })) => {
-                        return Ok(Outcome::Refused(e))
+                (Op::Insert(doc), None) => {
+                    if let Err(outcome) = refusal(self.write_one(ns, table, doc, false))? {
+                        return Ok(outcome);
                     }
-                    Err(e) => return Err(e),
-                },
+                    current = Some(doc.clone());
+                }
                 (Op::Update(_) | Op::Delete(_), None) => return Ok(Outcome::Conflict),
                 (Op::Update(step), Some(doc)) => {
                     let mut next = doc.clone();
@@ -387,13 +381,10 @@ impl SqliteStore {
                         Err(message) => return Ok(Outcome::Refused(refused(message))),
                         Ok(true) => {}
                     }
-                    match self.write_one(ns, table, &next, true) {
-                        Ok(()) => *doc = next,
-                        Err(e @ (StoreError::DuplicateKey { .. } | StoreError::Refused { .. })) => {
-                            return Ok(Outcome::Refused(e))
-                        }
-                        Err(e) => return Err(e),
+                    if let Err(outcome) = refusal(self.write_one(ns, table, &next, true))? {
+                        return Ok(outcome);
                     }
+                    *doc = next;
                 }
                 (Op::Delete(guards), Some(doc)) => {
                     if !patch::guards_hold(doc, guards) {
@@ -839,6 +830,19 @@ fn require_id(doc: &Document) -> StoreResult<&Bson> {
 
 fn no_id() -> StoreError {
     StoreError::Encoding("a document to write has no _id".into())
+}
+
+/// A write's result for a patch: a write the store refused (a unique
+/// index, the size limit) is the patch's outcome, `Err(Outcome::Refused)`;
+/// any other error stays an error.
+fn refusal(written: StoreResult<()>) -> StoreResult<Result<(), Outcome>> {
+    match written {
+        Ok(()) => Ok(Ok(())),
+        Err(e @ (StoreError::DuplicateKey { .. } | StoreError::Refused { .. })) => {
+            Ok(Err(Outcome::Refused(e)))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Encodes documents on all cores: for drawers of tens of kilobytes,
