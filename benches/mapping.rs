@@ -65,6 +65,11 @@ fn users() -> Vec<LegacyUser> {
     out.into_values().take(GENERATED_USERS).collect()
 }
 
+/// The same clock and run id for every build, so that runs compare.
+fn options() -> BuildOptions {
+    BuildOptions::new(bson::DateTime::from_millis(1_767_225_600_000), "bench")
+}
+
 fn benches(c: &mut Criterion) {
     let map = FieldMap::builtin().expect("field map");
     let responses: Vec<Document> = read("nutrition_questionnaire_submissions")
@@ -92,7 +97,7 @@ fn benches(c: &mut Criterion) {
                 + u.nutrition_plans.len()
         })
         .sum();
-    let opts = BuildOptions::new(bson::DateTime::from_millis(1_767_225_600_000), "bench");
+    let opts = options();
     let mut g = c.benchmark_group("build");
     g.throughput(Throughput::Elements(docs as u64));
     g.bench_function("build per legacy document", |b| {
@@ -125,7 +130,7 @@ criterion_group!(mapping, benches);
 /// --toggle-collect='*build_owned*'`), which a noisy host cannot blur.
 fn main() {
     if std::env::var_os("EDN_BENCH_ONCE").is_some() {
-        let opts = BuildOptions::new(bson::DateTime::from_millis(1_767_225_600_000), "bench");
+        let opts = options();
         for u in users() {
             std::hint::black_box(build_owned(u, None, &opts));
         }
