@@ -369,6 +369,33 @@ pub(crate) fn element_head(bytes: &[u8], pos: usize, last: usize) -> Option<(u8,
     ))
 }
 
+/// The offset just past the value of type `kind` at `at`, read from its
+/// length alone, for the types [`read_value`] reads; `None` for any other,
+/// or when the value is malformed: a string that is not UTF-8 or not
+/// NUL-terminated, a document or array whose frame is out of bounds, a
+/// boolean other than 0 or 1. Nested documents are framed, not walked.
+pub(crate) fn value_end(bytes: &[u8], kind: u8, at: usize) -> Option<usize> {
+    let fixed = |n: usize| {
+        let end = at.checked_add(n)?;
+        (end <= bytes.len()).then_some(end)
+    };
+    match kind {
+        0x01 | 0x09 | 0x12 => fixed(8),
+        0x02 => {
+            let (text, end) = string_at(bytes, at)?;
+            std::str::from_utf8(text).ok()?;
+            Some(end)
+        }
+        0x03 | 0x04 => frame_at(bytes, at).map(|(_, last)| last + 1),
+        0x06 | 0x0A | 0x7F | 0xFF => Some(at),
+        0x07 => fixed(12),
+        0x08 => matches!(bytes.get(at), Some(0 | 1)).then_some(at + 1),
+        0x10 => fixed(4),
+        0x13 => fixed(16),
+        _ => None,
+    }
+}
+
 /// The value of type `kind` at `at` and the offset just past it.
 fn read_value(bytes: &[u8], kind: u8, at: usize) -> Option<(Bson, usize)> {
     let fixed = |n: usize| bytes.get(at..at.checked_add(n)?);
