@@ -12,7 +12,9 @@
 # `phase2 validate` and `export`, RUNS times each (every run on a fresh copy
 # of the store it needs), printing per run and as the median with the range:
 # seconds, documents per second, CPU seconds (user + system, all threads:
-# steadier than the wall clock on a shared machine) and peak RSS (from
+# steadier than the wall clock on a shared machine; the system part apart,
+# since on a virtual machine it swings with the host's memory, see
+# docs/perf/profiles.md "The same binary, 18 to 34 seconds") and peak RSS (from
 # /usr/bin/time).
 # Documents are the legacy documents read (dry run, migrate, validate), the
 # lines loaded (import) or written (export).
@@ -70,7 +72,7 @@ generate() { # shape users -> data dir
 
 lines() { cat "$1"/*/*.jsonl | wc -l; }
 
-# One timed command: prints "seconds peak_rss_kb cpu_seconds"; exit codes 0 and 3 (a
+# One timed command: prints "seconds peak_rss_kb cpu_seconds system_seconds"; exit codes 0 and 3 (a
 # validation below its thresholds) are results, anything else stops.
 timed() { # url command...
   local url=$1 tm=$dir/run.time rc=0
@@ -81,7 +83,7 @@ timed() { # url command...
     tail -5 "$dir/run.err" >&2
     exit 1
   fi
-  tail -1 "$tm" | awk '{ print $1, $2, $3 + $4 }'
+  tail -1 "$tm" | awk '{ print $1, $2, $3 + $4, $4 }'
 }
 
 fresh() { # source-db copy-db
@@ -96,13 +98,14 @@ label, docs, rows = sys.argv[1], int(sys.argv[2]), [r.split() for r in sys.argv[
 secs = [float(r[0]) for r in rows]
 rss = [int(r[1]) / 1024 for r in rows]
 cpu = [float(r[2]) for r in rows]
+sys_ = [float(r[3]) for r in rows]
 rates = [docs / max(s, 0.01) for s in secs]
-for i, (s, m, c) in enumerate(zip(secs, rss, cpu), 1):
-    print(f"    run {i}: {s:7.2f} s  {docs / max(s, 0.01):9.0f} docs/s  CPU {c:7.2f} s  peak RSS {m:6.1f} MB")
+for i, (s, m, c, k) in enumerate(zip(secs, rss, cpu, sys_), 1):
+    print(f"    run {i}: {s:7.2f} s  {docs / max(s, 0.01):9.0f} docs/s  CPU {c:7.2f} s (system {k:.2f})  peak RSS {m:6.1f} MB")
 med = statistics.median(secs)
 print(f"  {label:<28} {docs:>8} docs  median {med:7.2f} s ({min(secs):.2f}-{max(secs):.2f})"
       f"  {docs / max(med, 0.01):8.0f} docs/s ({min(rates):.0f}-{max(rates):.0f})"
-      f"  CPU {statistics.median(cpu):.2f} s ({min(cpu):.2f}-{max(cpu):.2f})"
+      f"  CPU {statistics.median(cpu):.2f} s ({min(cpu):.2f}-{max(cpu):.2f}, system {statistics.median(sys_):.2f})"
       f"  peak RSS {statistics.median(rss):.0f} MB ({min(rss):.0f}-{max(rss):.0f})")
 EOF
 }
