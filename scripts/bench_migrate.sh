@@ -53,6 +53,9 @@ wire_users=${WIRE_USERS:-1000}
 dir=${BENCH_DIR:-target/bench}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
+# Runs share scratch files (the store copy, run.out): one run per folder.
+exec 9>"$dir/.lock"
+flock -n 9 || { echo "another bench_migrate.sh is using $dir; wait for it, or set BENCH_DIR to another folder" >&2; exit 1; }
 command -v /usr/bin/time >/dev/null || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 
 bin=${EDN_BIN:-$PWD/target/release/edn-migrate}
