@@ -2,8 +2,34 @@
 
 use bson::{Bson, Document};
 
+/// `path` split at its first dot. A byte scan: the paths are a few dozen
+/// bytes, and `str::split_once('.')` set up a `memchr` search for each
+/// segment, a twentieth of the builder's instructions with `split`.
+fn split_first(path: &str) -> Option<(&str, &str)> {
+    let dot = path.bytes().position(|b| b == b'.')?;
+    Some((&path[..dot], &path[dot + 1..]))
+}
+
+/// The segments of a dotted path, in order (see [`split_first`]).
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(path);
+    std::iter::from_fn(move || {
+        let here = rest?;
+        match split_first(here) {
+            Some((first, after)) => {
+                rest = Some(after);
+                Some(first)
+            }
+            None => {
+                rest = None;
+                Some(here)
+            }
+        }
+    })
+}
+
 pub(crate) fn get<'a>(doc: &'a Document, path: &str) -> Option<&'a Bson> {
-    let mut parts = path.split('.');
+    let mut parts = segments(path);
     let first = parts.next()?;
     let mut cur = doc.get(first)?;
     for p in parts {
@@ -18,7 +44,7 @@ pub(crate) fn get_doc<'a>(doc: &'a Document, path: &str) -> Option<&'a Document>
 
 /// Sets `path`, creating (or replacing non-document) intermediate levels.
 pub(crate) fn set(doc: &mut Document, path: &str, value: Bson) {
-    match path.split_once('.') {
+    match split_first(path) {
         None => {
             doc.insert(path, value);
         }
@@ -36,7 +62,7 @@ pub(crate) fn set(doc: &mut Document, path: &str, value: Bson) {
 }
 
 pub(crate) fn remove(doc: &mut Document, path: &str) -> Option<Bson> {
-    match path.split_once('.') {
+    match split_first(path) {
         None => doc.remove(path),
         Some((first, rest)) => match doc.get_mut(first) {
             Some(Bson::Document(child)) => remove(child, rest),
@@ -64,7 +90,7 @@ pub(crate) fn array_ref<'a>(doc: &'a Document, path: &str) -> &'a [Bson] {
 /// caller that rebuilds the array does not copy every entry first.
 pub(crate) fn take_array(doc: &mut Document, path: &str) -> Vec<Bson> {
     let mut current = doc;
-    let mut parts = path.split('.').peekable();
+    let mut parts = segments(path).peekable();
     while let Some(part) = parts.next() {
         if parts.peek().is_none() {
             return match current.get_mut(part) {
@@ -122,6 +148,15 @@ pub(crate) fn same_doc(a: &Document, b: &Document) -> bool {
 mod tests {
     use super::*;
     use bson::doc;
+
+    #[test]
+    fn paths_split_at_every_dot_as_str_split_does() {
+        for path in ["", "a", "a.b", "a..b", ".a", "a.", "año.ñu.x", "..."] {
+            let ours: Vec<&str> = segments(path).collect();
+            assert_eq!(ours, path.split('.').collect::<Vec<_>>(), "{path:?}");
+            assert_eq!(split_first(path), path.split_once('.'), "{path:?}");
+        }
+    }
 
     #[test]
     fn an_element_weighs_what_it_adds_to_its_document() {
