@@ -726,3 +726,41 @@ fn a_drawer_mongodb_would_refuse_is_never_built() {
     o.max_drawer_bytes = 64 * 1024 * 1024;
     assert!(build(&u, None, &o).drawer.is_empty());
 }
+
+/// `defer_measure` leaves a new drawer unmeasured: the drawer is the one a
+/// measured build makes, and the check it leaves holds for its encoded
+/// length exactly when the measured build archived and refused nothing.
+#[test]
+fn an_unmeasured_build_stands_only_where_a_measured_one_archives_nothing() {
+    for limit in [common::opts().max_drawer_bytes, 1] {
+        let mut measured_opts = common::opts();
+        measured_opts.max_drawer_bytes = limit;
+        let unmeasured_opts = BuildOptions {
+            defer_measure: true,
+            ..measured_opts.clone()
+        };
+        let mut users: Vec<LegacyUser> = common::fixtures::users().into_values().collect();
+        users.push(user());
+        for u in users {
+            let measured = edn_migrate::drawer::build(&u, None, &measured_opts);
+            let unmeasured = edn_migrate::drawer::build(&u, None, &unmeasured_opts);
+            if !measured.changed {
+                assert_eq!(unmeasured.deferred, None, "{}", u.user_id);
+                continue;
+            }
+            let check = unmeasured.deferred.expect("a new drawer left unmeasured");
+            let len = bson::to_vec(&unmeasured.drawer).unwrap().len();
+            let plain = measured.archived.is_empty()
+                && !measured
+                    .warnings
+                    .iter()
+                    .any(|w| w.kind == edn_migrate::drawer::WarningKind::DrawerTooLarge);
+            assert_eq!(check.holds(len), plain, "{} at limit {limit}", u.user_id);
+            if plain {
+                assert_eq!(unmeasured.drawer, measured.drawer, "{}", u.user_id);
+                assert_eq!(len, measured.bytes, "{}", u.user_id);
+            }
+            assert_eq!(measured.deferred, None);
+        }
+    }
+}

@@ -12,7 +12,8 @@ use super::meta::{
 };
 use super::path;
 use super::{
-    drawer_id, triage, BuildOptions, Built, LegacyKind, LegacyUser, PlanStamp, Quarantined,
+    drawer_id, triage, BuildOptions, Built, DeferredMeasure, LegacyKind, LegacyUser, PlanStamp,
+    Quarantined,
 };
 use crate::mapping::{
     date_millis, doc_id_key, followup_measurement_data, id_key, initial_measurement_data,
@@ -379,6 +380,7 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
             warnings: Vec::new(),
             quarantine,
             plan_stamps: Vec::new(),
+            deferred: None,
         };
     }
 
@@ -443,13 +445,20 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
     let mut archived = Vec::new();
     // Never aim above what MongoDB stores, whatever the configured limit.
     let limit = opts.max_drawer_bytes.min(MAX_DOCUMENT_BYTES);
-    let mut measured = crate::encoded::doc_len(&ctx.d);
+    // A new drawer its caller will encode may go unmeasured (`defer_measure`).
+    let defer = opts.defer_measure && created;
+    let record = ctx.m.encoded_len().unwrap_or(0);
+    let mut measured = if defer {
+        None
+    } else {
+        crate::encoded::doc_len(&ctx.d)
+    };
     let fits = |measured: Option<usize>, ctx: &Ctx| {
         let meta = ctx.m.encoded_len().unwrap_or(0);
         debug_assert_eq!(meta, path::size(&ctx.m.to_document()));
         measured.unwrap_or(0) + meta + 1024 <= limit
     };
-    if !fits(measured, &ctx) {
+    if !defer && !fits(measured, &ctx) {
         let snap_i = index_of(SNAPSHOTS);
         loop {
             if fits(measured, &ctx) {
@@ -561,6 +570,26 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
         path::set(&mut d, "meta.migration", Bson::Document(m.into_document()));
         path::set(&mut d, "meta.updated_at", Bson::DateTime(opts.now));
     }
+    if defer {
+        sort_quarantine(&mut quarantine);
+        let deferred = DeferredMeasure {
+            tail_before,
+            tail_after: tail_len(&d),
+            record,
+            limit,
+        };
+        return Built {
+            drawer: d,
+            changed,
+            created,
+            bytes: 0,
+            archived,
+            warnings,
+            quarantine,
+            plan_stamps,
+            deferred: Some(deferred),
+        };
+    }
     let size = if changed {
         final_len(measured, tail_before, &d)
     } else {
@@ -584,6 +613,7 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
         warnings,
         quarantine,
         plan_stamps,
+        deferred: None,
     }
 }
 
@@ -686,6 +716,7 @@ fn refuse_oversized(
         warnings: vec![Warning::new(WarningKind::DrawerTooLarge, drawer_id, "")],
         quarantine,
         plan_stamps: Vec::new(),
+        deferred: None,
     })
 }
 

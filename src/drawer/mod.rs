@@ -174,6 +174,12 @@ pub struct BuildOptions {
     pub pairing_window_ms: i64,
     pub max_drawer_bytes: usize,
     pub scope: Scope,
+    /// Leave a new drawer unmeasured, for a caller that encodes it anyway:
+    /// measuring was a sixth of the builder, and the encoded length tells
+    /// the same. The caller must then check that length with
+    /// [`Built::deferred`] and build again without this when the check
+    /// fails (the drawer needed archiving, or cannot be stored).
+    pub defer_measure: bool,
 }
 
 impl BuildOptions {
@@ -185,6 +191,7 @@ impl BuildOptions {
             pairing_window_ms: DEFAULT_PAIRING_WINDOW_MS,
             max_drawer_bytes: DEFAULT_MAX_DRAWER_BYTES,
             scope: Scope::all(),
+            defer_measure: false,
         }
     }
 }
@@ -225,6 +232,41 @@ pub struct Built {
     pub quarantine: Vec<Quarantined>,
     /// Stamps to write on legacy plans (only those not already carrying them).
     pub plan_stamps: Vec<PlanStamp>,
+    /// Set when a new drawer was left unmeasured (`defer_measure`): `bytes`
+    /// is then 0, and this checks the encoded length instead.
+    pub deferred: Option<DeferredMeasure>,
+}
+
+/// What a new drawer left unmeasured must satisfy once encoded for the
+/// build to stand: the measure the builder would have taken (the encoded
+/// length less what the derived state and the bookkeeping added) leaves
+/// room for the migration record, and the drawer is one MongoDB stores.
+/// Then nothing would have been archived or refused, and the drawer is
+/// the one a measured build makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeferredMeasure {
+    /// The encoded length of the tail paths before and after they were
+    /// written; `None` when a parent on the way was no document.
+    pub(crate) tail_before: Option<usize>,
+    pub(crate) tail_after: Option<usize>,
+    /// The migration record's encoded length when the builder would have measured.
+    pub(crate) record: usize,
+    /// The size the drawer had to fit in.
+    pub(crate) limit: usize,
+}
+
+impl DeferredMeasure {
+    /// Whether a drawer encoded to `len` bytes stands as built.
+    pub fn holds(&self, len: usize) -> bool {
+        let (Some(before), Some(after)) = (self.tail_before, self.tail_after) else {
+            return false;
+        };
+        let Some(measured) = (len + before).checked_sub(after) else {
+            return false;
+        };
+        measured + self.record + 1024 <= self.limit
+            && len <= crate::store::patch::MAX_DOCUMENT_BYTES
+    }
 }
 
 /// The arrays whose entries are keyed (array path, key field; `None`: an

@@ -274,7 +274,16 @@ fn ready(
         }
     };
     let opts = &pass.build;
-    let prepared = map_on_cores(groups, |group| prepare(group, &existing, opts, &finish))
+    // New drawers are encoded here anyway: the encoded length measures them.
+    let unmeasured = (encode && !pass.dry_run).then(|| BuildOptions {
+        defer_measure: true,
+        ..opts.clone()
+    });
+    let builds = Builds {
+        opts,
+        unmeasured: unmeasured.as_ref(),
+    };
+    let prepared = map_on_cores(groups, |group| prepare(group, &existing, &builds, &finish))
         .into_iter()
         .collect::<StoreResult<Vec<Prepared>>>()?;
     Ok(Ready {
@@ -431,12 +440,33 @@ impl Planned {
         let [Op::Insert(doc)] = patch.ops.as_slice() else {
             return;
         };
-        let Ok(bytes) = crate::encoded::to_vec_sized(doc, self.built.bytes) else {
+        // Unmeasured (`defer_measure`): grown from the usual start instead.
+        let encoded = match self.built.bytes {
+            0 => crate::encoded::to_vec(doc),
+            known => crate::encoded::to_vec_sized(doc, known),
+        };
+        let Ok(bytes) = encoded else {
             return;
         };
         if let Ok(raw) = bson::RawDocumentBuf::from_bytes(bytes) {
             patch.ops = vec![Op::InsertBytes(raw)];
         }
+    }
+
+    /// Whether the drawer's size is known and the build stands: always for
+    /// a measured build; for an unmeasured one (`defer_measure`), once its
+    /// encoded length passes the check the builder left (`bytes` then takes
+    /// that length).
+    fn measured(&mut self) -> bool {
+        let Some(check) = self.built.deferred.take() else {
+            return true;
+        };
+        let len = match self.patch.as_ref().map(|p| p.ops.as_slice()) {
+            Some([Op::InsertBytes(raw)]) => raw.as_bytes().len(),
+            _ => return false,
+        };
+        self.built.bytes = len;
+        check.holds(len)
     }
 
     /// The drawer as built, wherever it is now (empty once encoded or
@@ -907,23 +937,47 @@ struct Prepared {
     user: Option<(Sources, Planned)>,
 }
 
+/// How a batch builds: `unmeasured`, when set, leaves new drawers
+/// unmeasured (`BuildOptions::defer_measure`), since they are encoded
+/// before they are written.
+struct Builds<'a> {
+    opts: &'a BuildOptions,
+    unmeasured: Option<&'a BuildOptions>,
+}
+
 fn prepare(
     group: Group<Fetched>,
     existing: &HashMap<String, Document>,
-    opts: &BuildOptions,
+    builds: &Builds<'_>,
     finish: &(dyn Fn(&mut Planned) + Sync),
 ) -> StoreResult<Prepared> {
     let documents = group.len() as u64;
     let named = is_user(&group);
     let user_id = bson_string(&group.user_id);
-    let (user, rejected) = group.into_user(user_id)?;
-    let user = named.then(|| {
-        let sources = Sources::of(&user);
-        let found = existing.get(&drawer::drawer_id(&user.user_id));
-        let mut planned = plan(drawer::build_owned(user, found, opts), found);
-        finish(&mut planned);
-        (sources, planned)
-    });
+    let found = existing.get(&drawer::drawer_id(&user_id));
+    // An unmeasured build keeps the group's bytes, to build again measured
+    // when its encoded length says it needed archiving (rare).
+    let unmeasured = builds.unmeasured.filter(|_| named && found.is_none());
+    let again = unmeasured.map(|_| group.clone());
+    let (user, rejected) = group.into_user(user_id.clone())?;
+    let user = match named {
+        false => None,
+        true => {
+            let sources = Sources::of(&user);
+            let opts = unmeasured.unwrap_or(builds.opts);
+            let mut planned = plan(drawer::build_owned(user, found, opts), found);
+            finish(&mut planned);
+            if !planned.measured() {
+                let Some(again) = again else {
+                    unreachable!("an unmeasured build keeps its group")
+                };
+                let (user, _) = again.into_user(user_id)?;
+                planned = plan(drawer::build_owned(user, found, builds.opts), found);
+                finish(&mut planned);
+            }
+            Some((sources, planned))
+        }
+    };
     Ok(Prepared {
         documents,
         rejected,
