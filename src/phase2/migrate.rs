@@ -967,10 +967,8 @@ fn prepare(
             let opts = unmeasured.unwrap_or(builds.opts);
             let mut planned = plan(drawer::build_owned(user, found, opts), found);
             finish(&mut planned);
-            if !planned.measured() {
-                let Some(again) = again else {
-                    unreachable!("an unmeasured build keeps its group")
-                };
+            // Only an unmeasured build can fail its check, and it kept its group.
+            if let (false, Some(again)) = (planned.measured(), again) {
                 let (user, _) = again.into_user(user_id)?;
                 planned = plan(drawer::build_owned(user, found, builds.opts), found);
                 finish(&mut planned);
