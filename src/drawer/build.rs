@@ -447,7 +447,12 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
     let limit = opts.max_drawer_bytes.min(MAX_DOCUMENT_BYTES);
     // A new drawer its caller will encode may go unmeasured (`defer_measure`).
     let defer = opts.defer_measure && created;
-    let record = ctx.m.encoded_len().unwrap_or(0);
+    // The record's weight now, which a measure taken here is checked with.
+    let record = if defer {
+        ctx.m.encoded_len().unwrap_or(0)
+    } else {
+        0
+    };
     let mut measured = if defer {
         None
     } else {
@@ -456,7 +461,7 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
     let fits = |measured: Option<usize>, ctx: &Ctx| {
         let meta = ctx.m.encoded_len().unwrap_or(0);
         debug_assert_eq!(meta, path::size(&ctx.m.to_document()));
-        measured.unwrap_or(0) + meta + 1024 <= limit
+        leaves_room(measured.unwrap_or(0), meta, limit)
     };
     if !defer && !fits(measured, &ctx) {
         let snap_i = index_of(SNAPSHOTS);
@@ -570,32 +575,16 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
         path::set(&mut d, "meta.migration", Bson::Document(m.into_document()));
         path::set(&mut d, "meta.updated_at", Bson::DateTime(opts.now));
     }
-    if defer {
-        sort_quarantine(&mut quarantine);
-        let deferred = DeferredMeasure {
-            tail_before,
-            tail_after: tail_len(&d),
-            record,
-            limit,
-        };
-        return Built {
-            drawer: d,
-            changed,
-            created,
-            bytes: 0,
-            archived,
-            warnings,
-            quarantine,
-            plan_stamps,
-            deferred: Some(deferred),
-        };
-    }
-    let size = if changed {
-        final_len(measured, tail_before, &d)
-    } else {
-        0
-    };
-    if changed {
+    // Unmeasured: the caller checks the encoded length with this instead.
+    let deferred = defer.then(|| DeferredMeasure {
+        tail_before,
+        tail_after: tail_len(&d),
+        record,
+        limit,
+    });
+    let mut size = 0;
+    if changed && deferred.is_none() {
+        size = final_len(measured, tail_before, &d);
         let sources = [&subs, &fups, &tplans, &nplans];
         if let Some(refused) =
             refuse_oversized(&d, size, &archived, &sources, existing, quarantine.clone())
@@ -613,7 +602,29 @@ pub fn build_owned(user: LegacyUser, existing: Option<&Document>, opts: &BuildOp
         warnings,
         quarantine,
         plan_stamps,
-        deferred: None,
+        deferred,
+    }
+}
+
+/// Whether a drawer measured at `measured` bytes before its migration
+/// record (`record` bytes) is written fits in `limit`, with a margin for
+/// the derived state written after the measure.
+fn leaves_room(measured: usize, record: usize, limit: usize) -> bool {
+    measured + record + 1024 <= limit
+}
+
+impl DeferredMeasure {
+    /// Whether a drawer encoded to `len` bytes stands as built: the measure
+    /// a measured build would have taken ([`final_len`] run backwards)
+    /// leaves room for the record, and MongoDB stores the drawer.
+    pub fn holds(&self, len: usize) -> bool {
+        let (Some(before), Some(after)) = (self.tail_before, self.tail_after) else {
+            return false;
+        };
+        let Some(measured) = (len + before).checked_sub(after) else {
+            return false;
+        };
+        leaves_room(measured, self.record, self.limit) && len <= MAX_DOCUMENT_BYTES
     }
 }
 

@@ -255,20 +255,6 @@ pub struct DeferredMeasure {
     pub(crate) limit: usize,
 }
 
-impl DeferredMeasure {
-    /// Whether a drawer encoded to `len` bytes stands as built.
-    pub fn holds(&self, len: usize) -> bool {
-        let (Some(before), Some(after)) = (self.tail_before, self.tail_after) else {
-            return false;
-        };
-        let Some(measured) = (len + before).checked_sub(after) else {
-            return false;
-        };
-        measured + self.record + 1024 <= self.limit
-            && len <= crate::store::patch::MAX_DOCUMENT_BYTES
-    }
-}
-
 /// The arrays whose entries are keyed (array path, key field; `None`: an
 /// entry is its own key), so a write can add and remove entries by key and
 /// keep the ones another writer adds.
